@@ -1,0 +1,1 @@
+"""backupsvc: a volume backup service that speaks the Cinder v3 backup API."""

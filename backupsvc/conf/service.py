@@ -1,0 +1,27 @@
+import socket
+
+from oslo_config import cfg
+
+opts = [
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
+               help="Name of this node; the worker's RPC server listens on it."),
+    cfg.StrOpt("storage_availability_zone", default="nova",
+               help="Availability zone of this node."),
+    cfg.IntOpt("report_interval", default=10, min=1,
+               help="Seconds between worker heartbeats into the services table."),
+    cfg.IntOpt("service_down_time", default=60, min=1,
+               help="Maximum seconds since the last heartbeat for a worker to be up."),
+    cfg.IntOpt("backup_max_operations", default=15, min=0,
+               help="Maximum number of concurrent backup and restore operations "
+                    "of one worker; 0 means unlimited."),
+    cfg.IntOpt("backup_native_threads_pool_size", default=60, min=20,
+               help="Size of the worker's pool for RPC dispatch."),
+    cfg.StrOpt("state_path", default="/var/lib/backupsvc",
+               help="Top-level directory for maintaining backupsvc's state."),
+    cfg.StrOpt("control_exchange", default="backupsvc",
+               help="The default exchange under which topics are scoped."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(opts)

@@ -1,0 +1,19 @@
+from oslo_config import cfg
+
+opts = [
+    cfg.StrOpt("volume_name_template", default="volume-%s",
+               help="Template string used to generate volume names."),
+    cfg.StrOpt("snapshot_name_template", default="snapshot-%s",
+               help="Template string used to generate snapshot names."),
+    cfg.StrOpt("file_volumes_dir", default="$state_path/volumes",
+               help="Directory that holds the sparse files of the volumes this "
+                    "service creates."),
+    cfg.ListOpt("file_volume_manage_dirs", default=[],
+                help="Directories from which an admin may adopt existing raw files "
+                     "or block devices as volumes (manage-existing). Empty: "
+                     "manage-existing is refused."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(opts)

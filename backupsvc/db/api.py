@@ -1,0 +1,461 @@
+"""Every query and every compare-and-swap of the service.
+
+Status changes are single UPDATE statements guarded by the expected current
+status (``UPDATE ... WHERE id=? AND status IN (...)``), so two actors racing
+for the same row cannot both win. Functions return detached ORM rows
+(enginefacade keeps attributes loaded after the transaction ends).
+"""
+
+import datetime
+import uuid
+from collections.abc import Iterable
+
+from oslo_config import cfg
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import utils as db_utils
+from oslo_utils import timeutils
+from sqlalchemy import func, select, update
+
+from backupsvc import exception, states
+from backupsvc.db import models
+
+CONF = cfg.CONF
+
+main_context_manager = enginefacade.transaction_context()
+_configured = False
+
+
+def configure() -> None:
+    """Bind the enginefacade to CONF.database (call once, after config load)."""
+    global _configured
+    if not _configured:
+        main_context_manager.configure(**dict(CONF.database.items()))
+        _configured = True
+
+
+def get_engine():
+    configure()
+    return main_context_manager.writer.get_engine()
+
+
+def _now() -> datetime.datetime:
+    return timeutils.utcnow()
+
+
+# --------------------------------------------------------------------- helpers
+
+def _scope(query, model, context, project_only: bool):
+    query = query.where(model.deleted == False)  # noqa: E712
+    if project_only:
+        query = query.where(model.project_id == context.project_id)
+    return query
+
+
+def _check_transition(table: dict, to_status: str, from_statuses) -> tuple[str, ...]:
+    allowed = states.allowed_from(table, to_status)
+    if from_statuses is None:
+        if allowed is None:
+            raise ValueError("an explicit from-state set is required for %s" % to_status)
+        return allowed
+    if allowed is not None and not set(from_statuses) <= set(allowed):
+        raise ValueError("transition %s -> %s is not allowed" % (from_statuses, to_status))
+    return tuple(from_statuses)
+
+
+def _apply_filters(query, model, filters: dict):
+    for key, value in (filters or {}).items():
+        inexact = key.endswith("~")
+        column = getattr(model, key.rstrip("~"))
+        if inexact:
+            query = query.filter(column.like("%" + str(value) + "%"))
+        elif isinstance(value, (list, tuple, set)):
+            query = query.filter(column.in_(list(value)))
+        else:
+            query = query.filter(column == value)
+    return query
+
+
+def _list(context, model, *, filters, marker, limit, offset, sort_keys, sort_dirs,
+          project_only, not_found):
+    with main_context_manager.reader.using(context) as session:
+        query = session.query(model).filter(model.deleted == False)  # noqa: E712
+        if project_only:
+            query = query.filter(model.project_id == context.project_id)
+        query = _apply_filters(query, model, filters)
+        marker_row = None
+        if marker:
+            marker_row = session.get(model, marker)
+            if marker_row is None or marker_row.deleted:
+                raise not_found
+        query = db_utils.paginate_query(query, model, limit, list(sort_keys),
+                                        marker=marker_row, sort_dirs=list(sort_dirs))
+        if offset:
+            query = query.offset(offset)
+        return query.all()
+
+
+def _count(context, model, *, filters, project_only) -> int:
+    with main_context_manager.reader.using(context) as session:
+        query = _scope(select(func.count()).select_from(model), model, context, project_only)
+        query = _apply_filters(query, model, filters)
+        return session.scalar(query)
+
+
+def _replace_metadata(session, meta_model, fk: str, owner_id: str, metadata: dict,
+                      delete: bool) -> None:
+    rows = session.scalars(select(meta_model).where(
+        getattr(meta_model, fk) == owner_id, meta_model.deleted == False))  # noqa: E712
+    existing = {row.key: row for row in rows}
+    for key, value in metadata.items():
+        if key in existing:
+            existing.pop(key).value = value
+        else:
+            session.add(meta_model(key=key, value=value, **{fk: owner_id}))
+    if delete:
+        for row in existing.values():
+            row.deleted, row.deleted_at = True, _now()
+
+
+# --------------------------------------------------------------------- backups
+
+def backup_create(context, values: dict, metadata: dict | None = None) -> models.Backup:
+    values = dict(values)
+    values.setdefault("id", str(uuid.uuid4()))
+    values.setdefault("status", states.BackupStatus.CREATING)
+    values.setdefault("num_dependent_backups", 0)
+    with main_context_manager.writer.using(context) as session:
+        row = models.Backup(**values)
+        session.add(row)
+        session.flush()
+        if metadata:
+            _replace_metadata(session, models.BackupMetadata, "backup_id", row.id,
+                              metadata, delete=False)
+    return backup_get(context, values["id"], project_only=False)
+
+
+def backup_get(context, backup_id: str, project_only: bool | None = None,
+               read_deleted: bool = False) -> models.Backup:
+    if project_only is None:
+        project_only = not context.is_admin
+    with main_context_manager.reader.using(context) as session:
+        query = select(models.Backup).where(models.Backup.id == backup_id)
+        if not read_deleted:
+            query = query.where(models.Backup.deleted == False)  # noqa: E712
+        if project_only:
+            query = query.where(models.Backup.project_id == context.project_id)
+        row = session.scalar(query)
+    if row is None:
+        raise exception.BackupNotFound(backup_id=backup_id)
+    return row
+
+
+def backup_get_all(context, filters: dict | None = None, marker: str | None = None,
+                   limit: int | None = None, offset: int | None = None,
+                   sort_keys=("created_at", "id"), sort_dirs=("desc", "desc"),
+                   project_only: bool = True) -> list[models.Backup]:
+    return _list(context, models.Backup, filters=filters, marker=marker, limit=limit,
+                 offset=offset, sort_keys=sort_keys, sort_dirs=sort_dirs,
+                 project_only=project_only,
+                 not_found=exception.BackupNotFound(backup_id=marker))
+
+
+def backup_count(context, filters: dict | None = None, project_only: bool = True) -> int:
+    return _count(context, models.Backup, filters=filters, project_only=project_only)
+
+
+def backup_cas_status(context, backup_id: str, to_status: str,
+                      from_statuses: Iterable[str] | None = None, **values) -> bool:
+    """Move a backup to ``to_status`` iff it is in one of ``from_statuses``."""
+    expected = _check_transition(states.BACKUP_TRANSITIONS, to_status, from_statuses)
+    values.update(status=to_status, updated_at=_now())
+    if to_status == states.BackupStatus.DELETED:
+        values.update(deleted=True, deleted_at=_now())
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Backup)
+            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
+                   models.Backup.status.in_(expected))
+            .values(**values))
+        if result.rowcount and to_status == states.BackupStatus.DELETED:
+            session.execute(
+                update(models.BackupMetadata)
+                .where(models.BackupMetadata.backup_id == backup_id)
+                .values(deleted=True, deleted_at=_now()))
+        return result.rowcount == 1
+
+
+def backup_update(context, backup_id: str, values: dict,
+                  metadata: dict | None = None) -> models.Backup:
+    """Update non-status fields (name, description, metadata, counters)."""
+    if "status" in values:
+        raise ValueError("use backup_cas_status to change a backup's status")
+    with main_context_manager.writer.using(context) as session:
+        if values:
+            session.execute(update(models.Backup)
+                            .where(models.Backup.id == backup_id,
+                                   models.Backup.deleted == False)  # noqa: E712
+                            .values(updated_at=_now(), **values))
+        if metadata is not None:
+            _replace_metadata(session, models.BackupMetadata, "backup_id", backup_id,
+                              metadata, delete=True)
+    return backup_get(context, backup_id, project_only=False)
+
+
+def backup_has_children(context, backup_id: str) -> bool:
+    with main_context_manager.reader.using(context) as session:
+        return session.scalar(
+            select(func.count()).select_from(models.Backup)
+            .where(models.Backup.parent_id == backup_id,
+                   models.Backup.deleted == False)) > 0  # noqa: E712
+
+
+def backup_adjust_dependents(context, backup_id: str, delta: int) -> None:
+    """Atomic counter change in SQL; decrements never go below zero."""
+    counter = func.coalesce(models.Backup.num_dependent_backups, 0)
+    with main_context_manager.writer.using(context) as session:
+        query = update(models.Backup).where(models.Backup.id == backup_id)
+        if delta < 0:
+            query = query.where(counter >= -delta)
+        session.execute(query.values(num_dependent_backups=counter + delta))
+
+
+def backup_latest_available(context, volume_id: str, project_id: str,
+                            before: datetime.datetime | None = None) -> models.Backup | None:
+    """The incremental parent: newest available backup of the volume by data_timestamp."""
+    with main_context_manager.reader.using(context) as session:
+        query = (select(models.Backup)
+                 .where(models.Backup.volume_id == volume_id,
+                        models.Backup.project_id == project_id,
+                        models.Backup.deleted == False,  # noqa: E712
+                        models.Backup.status == states.BackupStatus.AVAILABLE)
+                 .order_by(models.Backup.data_timestamp.desc(), models.Backup.created_at.desc())
+                 .limit(1))
+        if before is not None:
+            query = query.where(models.Backup.data_timestamp < before)
+        return session.scalar(query)
+
+
+def backup_get_by_host_and_status(context, host: str,
+                                  statuses: Iterable[str]) -> list[models.Backup]:
+    with main_context_manager.reader.using(context) as session:
+        return list(session.scalars(
+            select(models.Backup).where(models.Backup.host == host,
+                                        models.Backup.deleted == False,  # noqa: E712
+                                        models.Backup.status.in_(list(statuses)))))
+
+
+def backup_usage(context, project_id: str) -> tuple[int, int]:
+    """(number of backups, GiB) a project holds; what quotas are checked against."""
+    with main_context_manager.reader.using(context) as session:
+        count, gigabytes = session.execute(
+            select(func.count(), func.coalesce(func.sum(models.Backup.size), 0))
+            .where(models.Backup.project_id == project_id,
+                   models.Backup.deleted == False)).one()  # noqa: E712
+    return int(count), int(gigabytes)
+
+
+# --------------------------------------------------------------------- volumes
+
+def volume_create(context, values: dict, metadata: dict | None = None) -> models.Volume:
+    values = dict(values)
+    values.setdefault("id", str(uuid.uuid4()))
+    values.setdefault("status", states.VolumeStatus.CREATING)
+    values.setdefault("attach_status", "detached")
+    with main_context_manager.writer.using(context) as session:
+        session.add(models.Volume(**values))
+        session.flush()
+        if metadata:
+            _replace_metadata(session, models.VolumeMetadata, "volume_id", values["id"],
+                              metadata, delete=False)
+    return volume_get(context, values["id"], project_only=False)
+
+
+def volume_get(context, volume_id: str, project_only: bool | None = None) -> models.Volume:
+    if project_only is None:
+        project_only = not context.is_admin
+    with main_context_manager.reader.using(context) as session:
+        query = select(models.Volume).where(models.Volume.id == volume_id,
+                                            models.Volume.deleted == False)  # noqa: E712
+        if project_only:
+            query = query.where(models.Volume.project_id == context.project_id)
+        row = session.scalar(query)
+    if row is None:
+        raise exception.VolumeNotFound(volume_id=volume_id)
+    return row
+
+
+def volume_get_all(context, filters: dict | None = None, marker: str | None = None,
+                   limit: int | None = None, offset: int | None = None,
+                   sort_keys=("created_at", "id"), sort_dirs=("desc", "desc"),
+                   project_only: bool = True) -> list[models.Volume]:
+    return _list(context, models.Volume, filters=filters, marker=marker, limit=limit,
+                 offset=offset, sort_keys=sort_keys, sort_dirs=sort_dirs,
+                 project_only=project_only,
+                 not_found=exception.VolumeNotFound(volume_id=marker))
+
+
+def volume_count(context, filters: dict | None = None, project_only: bool = True) -> int:
+    return _count(context, models.Volume, filters=filters, project_only=project_only)
+
+
+def volume_cas_status(context, volume_id: str, to_status: str,
+                      from_statuses: Iterable[str] | None = None, **values) -> bool:
+    expected = _check_transition(states.VOLUME_TRANSITIONS, to_status, from_statuses)
+    values.update(status=to_status, updated_at=_now())
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Volume)
+            .where(models.Volume.id == volume_id, models.Volume.deleted == False,  # noqa: E712
+                   models.Volume.status.in_(expected))
+            .values(**values))
+        return result.rowcount == 1
+
+
+def volume_update(context, volume_id: str, values: dict,
+                  metadata: dict | None = None, delete_metadata: bool = True) -> models.Volume:
+    if "status" in values:
+        raise ValueError("use volume_cas_status to change a volume's status")
+    with main_context_manager.writer.using(context) as session:
+        if values:
+            session.execute(update(models.Volume)
+                            .where(models.Volume.id == volume_id)
+                            .values(updated_at=_now(), **values))
+        if metadata is not None:
+            _replace_metadata(session, models.VolumeMetadata, "volume_id", volume_id,
+                              metadata, delete=delete_metadata)
+    return volume_get(context, volume_id, project_only=False)
+
+
+def volume_destroy(context, volume_id: str) -> bool:
+    """Soft-delete a volume that is in ``deleting``."""
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Volume)
+            .where(models.Volume.id == volume_id,
+                   models.Volume.status == states.VolumeStatus.DELETING)
+            .values(status="deleted", deleted=True, deleted_at=_now()))
+        session.execute(update(models.VolumeMetadata)
+                        .where(models.VolumeMetadata.volume_id == volume_id)
+                        .values(deleted=True, deleted_at=_now()))
+        return result.rowcount == 1
+
+
+def volume_has_dependents(context, volume_id: str) -> bool:
+    """Snapshots or unfinished backups still need the volume."""
+    with main_context_manager.reader.using(context) as session:
+        snaps = session.scalar(select(func.count()).select_from(models.Snapshot).where(
+            models.Snapshot.volume_id == volume_id,
+            models.Snapshot.deleted == False))  # noqa: E712
+    return bool(snaps)
+
+
+# ------------------------------------------------------------------- snapshots
+
+def snapshot_create(context, values: dict) -> models.Snapshot:
+    values = dict(values)
+    values.setdefault("id", str(uuid.uuid4()))
+    values.setdefault("status", states.SnapshotStatus.CREATING)
+    with main_context_manager.writer.using(context) as session:
+        session.add(models.Snapshot(**values))
+    return snapshot_get(context, values["id"], project_only=False)
+
+
+def snapshot_get(context, snapshot_id: str, project_only: bool | None = None) -> models.Snapshot:
+    if project_only is None:
+        project_only = not context.is_admin
+    with main_context_manager.reader.using(context) as session:
+        query = select(models.Snapshot).where(models.Snapshot.id == snapshot_id,
+                                              models.Snapshot.deleted == False)  # noqa: E712
+        if project_only:
+            query = query.where(models.Snapshot.project_id == context.project_id)
+        row = session.scalar(query)
+    if row is None:
+        raise exception.SnapshotNotFound(snapshot_id=snapshot_id)
+    return row
+
+
+def snapshot_get_all(context, filters: dict | None = None, marker: str | None = None,
+                     limit: int | None = None, offset: int | None = None,
+                     sort_keys=("created_at", "id"), sort_dirs=("desc", "desc"),
+                     project_only: bool = True) -> list[models.Snapshot]:
+    return _list(context, models.Snapshot, filters=filters, marker=marker, limit=limit,
+                 offset=offset, sort_keys=sort_keys, sort_dirs=sort_dirs,
+                 project_only=project_only,
+                 not_found=exception.SnapshotNotFound(snapshot_id=marker))
+
+
+def snapshot_cas_status(context, snapshot_id: str, to_status: str,
+                        from_statuses: Iterable[str] | None = None, **values) -> bool:
+    expected = _check_transition(states.SNAPSHOT_TRANSITIONS, to_status, from_statuses)
+    values.update(status=to_status, updated_at=_now())
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Snapshot)
+            .where(models.Snapshot.id == snapshot_id,
+                   models.Snapshot.deleted == False,  # noqa: E712
+                   models.Snapshot.status.in_(expected))
+            .values(**values))
+        return result.rowcount == 1
+
+
+def snapshot_destroy(context, snapshot_id: str) -> bool:
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Snapshot)
+            .where(models.Snapshot.id == snapshot_id,
+                   models.Snapshot.status == states.SnapshotStatus.DELETING)
+            .values(status="deleted", deleted=True, deleted_at=_now()))
+        return result.rowcount == 1
+
+
+# -------------------------------------------------------------------- services
+
+def service_heartbeat(context, host: str, binary: str, topic: str,
+                      availability_zone: str) -> None:
+    """Insert or refresh this worker's row; its heartbeat_at says it is alive."""
+    now = _now()
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Service)
+            .where(models.Service.host == host, models.Service.binary == binary,
+                   models.Service.deleted == False)  # noqa: E712
+            .values(heartbeat_at=now, updated_at=now, topic=topic,
+                    availability_zone=availability_zone,
+                    report_count=models.Service.report_count + 1))
+        if result.rowcount:
+            return
+    try:
+        with main_context_manager.writer.using(context) as session:
+            session.add(models.Service(host=host, binary=binary, topic=topic,
+                                       availability_zone=availability_zone,
+                                       heartbeat_at=now, report_count=1))
+    except db_exc.DBDuplicateEntry:
+        pass  # another thread of the same worker inserted it first
+
+
+def service_get_all(context, binary: str | None = None) -> list[models.Service]:
+    with main_context_manager.reader.using(context) as session:
+        query = select(models.Service).where(models.Service.deleted == False)  # noqa: E712
+        if binary:
+            query = query.where(models.Service.binary == binary)
+        return list(session.scalars(query.order_by(models.Service.host)))
+
+
+def service_is_up(service: models.Service, down_time: int) -> bool:
+    if service.disabled or service.heartbeat_at is None:
+        return False
+    age = (_now() - service.heartbeat_at).total_seconds()
+    return age <= down_time
+
+
+def service_get_all_up(context, binary: str, down_time: int) -> list[models.Service]:
+    return [s for s in service_get_all(context, binary) if service_is_up(s, down_time)]
+
+
+def service_mark_down(context, host: str, binary: str) -> None:
+    """A worker stopping cleanly says so, so the API stops choosing it at once."""
+    with main_context_manager.writer.using(context) as session:
+        session.execute(update(models.Service)
+                        .where(models.Service.host == host, models.Service.binary == binary)
+                        .values(heartbeat_at=None))
