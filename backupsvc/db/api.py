@@ -52,13 +52,19 @@ def _scope(query, model, context, project_only: bool):
     return query
 
 
-def _check_transition(table: dict, to_status: str, from_statuses) -> tuple[str, ...]:
+def _check_transition(table: dict, to_status: str, from_statuses,
+                      admin_override: bool = False) -> tuple[str, ...]:
+    """The expected current states, checked against states.py.
+
+    admin_override is for reset-status and force-delete, which Cinder allows
+    from any state; the caller still names the states it expects.
+    """
     allowed = states.allowed_from(table, to_status)
     if from_statuses is None:
-        if allowed is None:
+        if not allowed:
             raise ValueError("an explicit from-state set is required for %s" % to_status)
         return allowed
-    if allowed is not None and not set(from_statuses) <= set(allowed):
+    if not admin_override and not set(from_statuses) <= set(allowed or ()):
         raise ValueError("transition %s -> %s is not allowed" % (from_statuses, to_status))
     return tuple(from_statuses)
 
@@ -134,6 +140,31 @@ def backup_create(context, values: dict, metadata: dict | None = None) -> models
     return backup_get(context, values["id"], project_only=False)
 
 
+def backup_import(context, backup_id: str, values: dict,
+                  metadata: dict | None = None) -> models.Backup:
+    """Insert an imported record, or revive a soft-deleted row with its id.
+
+    An existing live row is never touched (an import must not clobber a
+    record that is still in use).
+    """
+    with main_context_manager.writer.using(context) as session:
+        row = session.get(models.Backup, backup_id)
+        if row is not None and not row.deleted:
+            raise exception.InvalidBackup(reason="Backup already exists in database.")
+        if row is None:
+            session.add(models.Backup(id=backup_id, **values))
+        else:
+            session.execute(update(models.Backup)
+                            .where(models.Backup.id == backup_id,
+                                   models.Backup.deleted == True)  # noqa: E712
+                            .values(deleted=False, deleted_at=None, updated_at=_now(),
+                                    **values))
+        session.flush()
+        _replace_metadata(session, models.BackupMetadata, "backup_id", backup_id,
+                          metadata or {}, delete=True)
+    return backup_get(context, backup_id, project_only=False)
+
+
 def backup_get(context, backup_id: str, project_only: bool | None = None,
                read_deleted: bool = False) -> models.Backup:
     if project_only is None:
@@ -165,9 +196,11 @@ def backup_count(context, filters: dict | None = None, project_only: bool = True
 
 
 def backup_cas_status(context, backup_id: str, to_status: str,
-                      from_statuses: Iterable[str] | None = None, **values) -> bool:
+                      from_statuses: Iterable[str] | None = None,
+                      admin_override: bool = False, **values) -> bool:
     """Move a backup to ``to_status`` iff it is in one of ``from_statuses``."""
-    expected = _check_transition(states.BACKUP_TRANSITIONS, to_status, from_statuses)
+    expected = _check_transition(states.BACKUP_TRANSITIONS, to_status, from_statuses,
+                                 admin_override)
     values.update(status=to_status, updated_at=_now())
     if to_status == states.BackupStatus.DELETED:
         values.update(deleted=True, deleted_at=_now())
@@ -300,8 +333,10 @@ def volume_count(context, filters: dict | None = None, project_only: bool = True
 
 
 def volume_cas_status(context, volume_id: str, to_status: str,
-                      from_statuses: Iterable[str] | None = None, **values) -> bool:
-    expected = _check_transition(states.VOLUME_TRANSITIONS, to_status, from_statuses)
+                      from_statuses: Iterable[str] | None = None,
+                      admin_override: bool = False, **values) -> bool:
+    expected = _check_transition(states.VOLUME_TRANSITIONS, to_status, from_statuses,
+                                 admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
         result = session.execute(
@@ -386,8 +421,10 @@ def snapshot_get_all(context, filters: dict | None = None, marker: str | None = 
 
 
 def snapshot_cas_status(context, snapshot_id: str, to_status: str,
-                        from_statuses: Iterable[str] | None = None, **values) -> bool:
-    expected = _check_transition(states.SNAPSHOT_TRANSITIONS, to_status, from_statuses)
+                        from_statuses: Iterable[str] | None = None,
+                        admin_override: bool = False, **values) -> bool:
+    expected = _check_transition(states.SNAPSHOT_TRANSITIONS, to_status, from_statuses,
+                                 admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
         result = session.execute(

@@ -1,0 +1,27 @@
+"""Console entry points. Each parses configuration, sets up logging, and runs."""
+
+import os
+import sys
+import warnings
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from backupsvc import conf as _conf  # noqa: F401  (registers options)
+
+CONF = cfg.CONF
+DEFAULT_CONFIG = "/etc/backupsvc/backupsvc.conf"
+
+# futurist imports eventlet only to warn that it is deprecated; we never use it.
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+
+def prepare(argv: list[str] | None = None, defaults: dict | None = None) -> None:
+    """Parse the command line and config files, then set up oslo.log."""
+    for name, value in (defaults or {}).items():
+        group, _, option = name.rpartition(".")
+        CONF.set_default(option, value, group=group or None)
+    config_files = [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
+    CONF(sys.argv[1:] if argv is None else argv, project="backupsvc",
+         default_config_files=config_files)
+    logging.setup(CONF, "backupsvc")

@@ -1,0 +1,277 @@
+"""The worker's jobs: load the row, claim it, run the engine, record the outcome.
+
+The database is the truth: every job re-reads its rows, and a status change
+made by someone else (force delete, reset-status) is how a job learns that it
+has been cancelled.
+"""
+
+import json
+import time
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from backupsvc import exception
+from backupsvc.chunking import engine
+from backupsvc.context import get_admin_context
+from backupsvc.db import api as db
+from backupsvc.sources.file import FileVolumeSource
+from backupsvc.states import BackupStatus as B
+from backupsvc.states import SnapshotStatus as S
+from backupsvc.states import VolumeStatus as V
+from backupsvc.worker import storage
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+VOLUME_META_VERSION = 2
+# How often a running job re-reads its row to notice a cancellation.
+CANCEL_POLL_SECONDS = 0.5
+
+
+class StatusWatch:
+    """cancelled() for the engine: True once the row left the expected status."""
+
+    def __init__(self, ctx, backup_id: str, expected: str):
+        self.ctx, self.backup_id, self.expected = ctx, backup_id, expected
+        self._last_check = 0.0
+        self._cancelled = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_check >= CANCEL_POLL_SECONDS:
+            self._last_check = now
+            row = db.backup_get(self.ctx, self.backup_id, project_only=False,
+                                read_deleted=True)
+            self._cancelled = row.deleted or row.status != self.expected
+        return self._cancelled
+
+
+def _volume_meta(volume) -> str:
+    """Cinder's volume_meta string (metadata version 2), stored with the backup."""
+    base = {"display_name": volume.display_name,
+            "display_description": volume.display_description,
+            "encryption_key_id": volume.encryption_key_id,
+            "size": volume.size, "bootable": volume.bootable}
+    return json.dumps({"version": VOLUME_META_VERSION, "volume-base-metadata": base,
+                       "volume-metadata": volume.metadata_dict,
+                       "volume-glance-metadata": {}})
+
+
+def _apply_volume_meta(ctx, volume, volume_meta: str | None) -> None:
+    """Give the restored volume the source's metadata (merged over its own)."""
+    if not volume_meta:
+        return
+    try:
+        meta = json.loads(volume_meta)
+    except ValueError:
+        LOG.warning("Ignoring unreadable volume_meta for volume %s", volume.id)
+        return
+    user_meta = meta.get("volume-metadata") or {}
+    if isinstance(user_meta, dict) and user_meta:
+        merged = dict(volume.metadata_dict)
+        merged.update({str(k): str(v) for k, v in user_meta.items()})
+        db.volume_update(ctx, volume.id, {}, metadata=merged)
+
+
+class BackupManager:
+    """RPC endpoint methods run on the worker; each hands a job to the pool."""
+
+    target = messaging.Target(version="1.0")
+
+    def __init__(self, host: str, submit):
+        self.host = host
+        self._submit = submit
+        self.source = FileVolumeSource.from_conf(CONF)
+        self.store = storage.get_store(CONF)
+        self.params = storage.engine_params(CONF)
+        self.service = storage.service_name(CONF)
+
+    # RPC endpoints (oslo.messaging dispatches these by name).
+    def create_backup(self, context, backup_id):
+        self._submit(self._create_backup, backup_id)
+
+    def restore_backup(self, context, backup_id, volume_id, volume_is_new):
+        self._submit(self._restore_backup, backup_id, volume_id, volume_is_new)
+
+    def delete_backup(self, context, backup_id):
+        self._submit(self._delete_backup, backup_id)
+
+    def import_record(self, context, backup_id):
+        self._submit(self._import_record, backup_id)
+
+    # ------------------------------------------------------------ create
+    def _create_backup(self, backup_id: str) -> None:
+        ctx = get_admin_context()
+        backup = db.backup_get(ctx, backup_id, project_only=False)
+        if backup.status != B.CREATING:
+            LOG.info("Backup %s is %s, not creating; nothing to do", backup_id, backup.status)
+            return
+        volume = db.volume_get(ctx, backup.volume_id, project_only=False)
+        snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
+                    if backup.snapshot_id else None)
+        container = backup.container or self.store.default_container(backup.id)
+        prefix = self.store.object_prefix(volume.id, backup.id, backup.created_at)
+        # Record where the objects go before writing any, so a crash or a
+        # delete can always find and remove them.
+        db.backup_update(ctx, backup.id, {
+            "container": container, "service_metadata": prefix, "service": self.service,
+            "host": self.host})
+        watch = StatusWatch(ctx, backup.id, B.CREATING)
+        try:
+            result = self._run_backup(ctx, backup, volume, snapshot, container, prefix, watch)
+        except engine.Cancelled:
+            LOG.info("Backup %s was cancelled; its objects were removed", backup.id)
+            self._return_source(ctx, volume, snapshot)
+            return
+        except Exception as exc:
+            LOG.exception("Backup %s failed", backup.id)
+            self._safe_delete(container, prefix)
+            db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
+                                 fail_reason=str(exc)[:255] or type(exc).__name__)
+            self._return_source(ctx, volume, snapshot)
+            return
+        if db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.CREATING],
+                                object_count=result.object_count, size=volume.size):
+            if backup.parent_id:
+                db.backup_adjust_dependents(ctx, backup.parent_id, 1)
+            LOG.info("Backup %s is available: %d objects, %d bytes read, %d stored",
+                     backup.id, result.object_count, result.bytes_read, result.bytes_stored)
+        else:
+            # Cancelled between the last check and the end: drop what we wrote.
+            LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
+            self._safe_delete(container, prefix)
+        self._return_source(ctx, volume, snapshot)
+
+    def _run_backup(self, ctx, backup, volume, snapshot, container, prefix, watch):
+        parent_shas = None
+        if backup.parent_id:
+            parent = db.backup_get(ctx, backup.parent_id, project_only=False)
+            block, parent_shas = engine.read_sha256s(self.store, parent.container,
+                                                     parent.service_metadata)
+            if block != self.params.sha_block_size:
+                raise exception.InvalidBackup(
+                    reason="Hash block size has changed since the last backup. New hash "
+                           "block size: %d. Old hash block size: %d. Do a full backup."
+                    % (self.params.sha_block_size, block))
+        location = snapshot.provider_location if snapshot else volume.provider_location
+        self.store.ensure_container(container)
+        desc = engine.BackupDescription(
+            backup_id=backup.id, volume_id=volume.id, name=backup.display_name,
+            description=backup.display_description, created_at=str(backup.created_at),
+            parent_id=backup.parent_id, volume_meta=_volume_meta(volume))
+        with self.source.open_read(location) as reader:
+            return engine.run_backup(reader, self.source.size(location), self.store,
+                                     container, prefix, desc, self.params,
+                                     parent_sha256s=parent_shas, cancelled=watch)
+
+    @staticmethod
+    def _return_source(ctx, volume, snapshot) -> None:
+        if snapshot is not None:
+            db.snapshot_cas_status(ctx, snapshot.id, S.AVAILABLE, [S.BACKING_UP])
+            return
+        previous = volume.previous_status or V.AVAILABLE
+        if previous not in (V.AVAILABLE, V.IN_USE):
+            previous = V.AVAILABLE
+        db.volume_cas_status(ctx, volume.id, previous, [V.BACKING_UP],
+                             previous_status=V.BACKING_UP)
+
+    def _safe_delete(self, container: str | None, prefix: str | None) -> None:
+        if not (container and prefix):
+            return
+        try:
+            engine.run_delete(self.store, container, prefix)
+        except Exception:
+            LOG.exception("Could not remove objects %s/%s*", container, prefix)
+
+    # ----------------------------------------------------------- restore
+    def _chain(self, ctx, backup) -> list:
+        """Rows from the full backup to ``backup``, oldest first."""
+        chain = [backup]
+        while chain[-1].parent_id:
+            chain.append(db.backup_get(ctx, chain[-1].parent_id, project_only=False,
+                                       read_deleted=True))
+            if len(chain) > 10000:
+                raise exception.InvalidBackup(reason="Backup chain is too long or cyclic")
+        return list(reversed(chain))
+
+    def _restore_backup(self, backup_id: str, volume_id: str, volume_is_new: bool) -> None:
+        ctx = get_admin_context()
+        backup = db.backup_get(ctx, backup_id, project_only=False)
+        volume = db.volume_get(ctx, volume_id, project_only=False)
+        if backup.status != B.RESTORING or volume.status != V.RESTORING_BACKUP:
+            LOG.warning("Restore of backup %s to volume %s not started: backup is %s, "
+                        "volume is %s", backup_id, volume_id, backup.status, volume.status)
+            db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
+            return
+        watch = StatusWatch(ctx, backup.id, B.RESTORING)
+        try:
+            chain = self._chain(ctx, backup)
+            layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
+            size = self.source.size(volume.provider_location)
+            with self.source.open_write(volume.provider_location) as writer:
+                result = engine.run_restore(layers, self.store, writer, size, self.params,
+                                            cancelled=watch, target_is_zeroed=volume_is_new)
+            metadata = engine.read_metadata(self.store, backup.container,
+                                            backup.service_metadata)
+            _apply_volume_meta(ctx, volume, metadata.volume_meta)
+        except engine.Cancelled:
+            LOG.info("Restore of backup %s to volume %s was cancelled", backup.id, volume.id)
+            # Cinder's rule: the backup is usable again; the volume's content is unknown.
+            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR, B.RESTORING],
+                                 admin_override=True)
+            db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
+            return
+        except Exception as exc:
+            LOG.exception("Restore of backup %s to volume %s failed", backup.id, volume.id)
+            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+            db.volume_cas_status(ctx, volume.id, V.ERROR_RESTORING, [V.RESTORING_BACKUP])
+            LOG.error("Restore failure reason: %s", exc)
+            return
+        db.volume_cas_status(ctx, volume.id, V.AVAILABLE, [V.RESTORING_BACKUP])
+        db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+        LOG.info("Restored backup %s to volume %s: %d bytes written", backup.id, volume.id,
+                 result.bytes_written)
+
+    # ------------------------------------------------------------ delete
+    def _delete_backup(self, backup_id: str) -> None:
+        ctx = get_admin_context()
+        backup = db.backup_get(ctx, backup_id, project_only=False)
+        if backup.status != B.DELETING:
+            LOG.info("Backup %s is %s, not deleting; nothing to do", backup_id, backup.status)
+            return
+        try:
+            if backup.container and backup.service_metadata:
+                engine.run_delete(self.store, backup.container, backup.service_metadata)
+        except Exception as exc:
+            LOG.exception("Deleting the objects of backup %s failed", backup.id)
+            db.backup_cas_status(ctx, backup.id, B.ERROR_DELETING, [B.DELETING],
+                                 fail_reason=str(exc)[:255])
+            return
+        if db.backup_cas_status(ctx, backup.id, B.DELETED, [B.DELETING]):
+            if backup.parent_id:
+                db.backup_adjust_dependents(ctx, backup.parent_id, -1)
+            LOG.info("Backup %s deleted", backup.id)
+
+    # ------------------------------------------------------------ import
+    def _import_record(self, backup_id: str) -> None:
+        ctx = get_admin_context()
+        backup = db.backup_get(ctx, backup_id, project_only=False)
+        if backup.status != B.CREATING:
+            return
+        try:
+            metadata = engine.read_metadata(self.store, backup.container,
+                                            backup.service_metadata)
+            if metadata.backup_id != backup.id:
+                raise exception.InvalidBackup(
+                    reason="the repository holds backup %s under this prefix, not %s"
+                    % (metadata.backup_id, backup.id))
+        except Exception as exc:
+            LOG.exception("Import of backup %s failed", backup.id)
+            db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
+                                 fail_reason=("Import failed: %s" % exc)[:255])
+            return
+        db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.CREATING],
+                             service=self.service)
+        LOG.info("Backup %s imported", backup.id)

@@ -1,0 +1,139 @@
+"""The worker process: RPC server, bounded job pool, heartbeat, start-up recovery."""
+
+import threading
+from concurrent import futures
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from backupsvc import rpc
+from backupsvc.context import get_admin_context
+from backupsvc.db import api as db
+from backupsvc.states import BackupStatus as B
+from backupsvc.states import SnapshotStatus as S
+from backupsvc.states import VolumeStatus as V
+from backupsvc.worker import manager as worker_manager
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+RESTART_REASON = "incomplete backup reset on manager restart"
+
+
+class JobPool:
+    """At most backup_max_operations jobs run at once; the rest wait in order."""
+
+    def __init__(self, size: int):
+        # 0 means unlimited in Cinder; a generous cap keeps threads bounded.
+        self._executor = futures.ThreadPoolExecutor(max_workers=size or 64,
+                                                    thread_name_prefix="backup-job")
+
+    def submit(self, fn, *args) -> futures.Future:
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._log_failure)
+        return future
+
+    @staticmethod
+    def _log_failure(future: futures.Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            LOG.error("Backup job crashed: %s", exc, exc_info=exc)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def recover(host: str, manager: worker_manager.BackupManager) -> None:
+    """Move rows this host left mid-flight to a safe state (Cinder's start-up rules).
+
+    Nothing survives a crash in memory, so 'creating' and 'restoring' cannot
+    still be running here: a backup goes to 'error' (partial objects are
+    removed, its volume returns), a restore ends with the backup 'available'
+    and the volume 'error_restoring'. Deletes are simply resumed.
+    """
+    ctx = get_admin_context()
+    rows = db.backup_get_by_host_and_status(ctx, host, [B.CREATING, B.RESTORING, B.DELETING])
+    for backup in rows:
+        if backup.status == B.CREATING:
+            LOG.warning("Backup %s was creating when this worker stopped; marking it error",
+                        backup.id)
+            if db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
+                                    fail_reason=RESTART_REASON):
+                manager._safe_delete(backup.container, backup.service_metadata)
+                _return_backup_source(ctx, backup)
+        elif backup.status == B.RESTORING:
+            LOG.warning("Backup %s was restoring when this worker stopped", backup.id)
+            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+            if backup.restore_volume_id:
+                db.volume_cas_status(ctx, backup.restore_volume_id, V.ERROR_RESTORING,
+                                     [V.RESTORING_BACKUP])
+        else:
+            LOG.info("Resuming the delete of backup %s", backup.id)
+            manager.delete_backup(ctx, backup.id)
+
+
+def _return_backup_source(ctx, backup) -> None:
+    if backup.snapshot_id:
+        db.snapshot_cas_status(ctx, backup.snapshot_id, S.AVAILABLE, [S.BACKING_UP])
+        return
+    try:
+        volume = db.volume_get(ctx, backup.volume_id, project_only=False)
+    except Exception:
+        return
+    previous = volume.previous_status if volume.previous_status in (
+        V.AVAILABLE, V.IN_USE) else V.AVAILABLE
+    db.volume_cas_status(ctx, volume.id, previous, [V.BACKING_UP],
+                         previous_status="error_backing-up")
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, host: str, interval: int):
+        super().__init__(name="heartbeat", daemon=True)
+        self.host, self.interval = host, interval
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        db.service_heartbeat(get_admin_context(), self.host, rpc.WORKER_BINARY,
+                             rpc.BACKUP_TOPIC, CONF.storage_availability_zone)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:
+                LOG.exception("Heartbeat failed; will retry")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        try:
+            db.service_mark_down(get_admin_context(), self.host, rpc.WORKER_BINARY)
+        except Exception:
+            LOG.exception("Could not mark this worker down")
+
+
+class WorkerService:
+    """Start order: recover rows, serve RPC, then announce liveness."""
+
+    def __init__(self, host: str | None = None):
+        self.host = host or CONF.host
+        self.pool = JobPool(CONF.backup_max_operations)
+        self.manager = worker_manager.BackupManager(self.host, self.pool.submit)
+        self.heartbeat = Heartbeat(self.host, CONF.report_interval)
+        target = messaging.Target(topic=rpc.BACKUP_TOPIC, server=self.host)
+        self.rpc_server = messaging.get_rpc_server(
+            rpc.get_transport(), target, [self.manager], executor="threading",
+            serializer=rpc.ContextSerializer())
+
+    def start(self) -> None:
+        recover(self.host, self.manager)
+        self.rpc_server.start()
+        self.heartbeat.beat()
+        self.heartbeat.start()
+        LOG.info("backupsvc worker %s serving topic %s", self.host, rpc.BACKUP_TOPIC)
+
+    def stop(self) -> None:
+        self.heartbeat.stop()
+        self.rpc_server.stop()
+        self.pool.shutdown(wait=False)
+        self.rpc_server.wait()

@@ -1,0 +1,46 @@
+"""The worker's repository and engine settings, built from configuration."""
+
+from oslo_config import cfg
+
+from backupsvc.chunking.engine import EngineParams
+from backupsvc.conf.backup import DRIVER_CLASS_PATHS, check_chunk_sizes, driver_short_name
+from backupsvc.drivers.posix import PosixStore
+
+CONF = cfg.CONF
+
+
+class DriverNotAvailable(RuntimeError):
+    pass
+
+
+def driver_name(conf: cfg.ConfigOpts = CONF) -> str:
+    return driver_short_name(conf.backup_driver)
+
+
+def service_name(conf: cfg.ConfigOpts = CONF) -> str:
+    """Cinder's class path, recorded in backups.service and exported records."""
+    return DRIVER_CLASS_PATHS[driver_name(conf)]
+
+
+def get_store(conf: cfg.ConfigOpts = CONF):
+    name = driver_name(conf)
+    if name == "posix":
+        return PosixStore.from_conf(conf)
+    raise DriverNotAvailable(
+        "backup_driver %s is not available in this release; set backup_driver = posix "
+        "(the Swift and NFS drivers are being built)" % conf.backup_driver)
+
+
+def engine_params(conf: cfg.ConfigOpts = CONF) -> EngineParams:
+    return EngineParams(chunk_size=conf.backup_file_size,
+                        sha_block_size=conf.backup_sha_block_size_bytes,
+                        compression=conf.backup_compression_algorithm,
+                        workers=conf.backup_engine_threads,
+                        skip_zero_blocks=conf.backup_skip_zero_blocks)
+
+
+def check_config(conf: cfg.ConfigOpts = CONF) -> None:
+    """Refuse to start with a configuration that would fail every backup."""
+    get_store(conf)
+    check_chunk_sizes(conf.backup_file_size, conf.backup_sha_block_size_bytes,
+                      "backup_file_size", "backup_sha_block_size_bytes")
