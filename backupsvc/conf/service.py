@@ -18,8 +18,6 @@ opts = [
                help="Size of the worker's pool for RPC dispatch."),
     cfg.StrOpt("state_path", default="/var/lib/backupsvc",
                help="Top-level directory for maintaining backupsvc's state."),
-    cfg.StrOpt("control_exchange", default="backupsvc",
-               help="The default exchange under which topics are scoped."),
 ]
 
 

@@ -48,7 +48,12 @@ class StatusWatch:
         return self._cancelled
 
 
-def _volume_meta(volume) -> str:
+# Our own key inside volume_meta: the exact byte size of the source, which the
+# SHA list alone cannot give (its last block may be short). Cinder ignores it.
+SIZE_KEY = "backupsvc-source-size-bytes"
+
+
+def _volume_meta(volume, size_bytes: int) -> str:
     """Cinder's volume_meta string (metadata version 2), stored with the backup."""
     base = {"display_name": volume.display_name,
             "display_description": volume.display_description,
@@ -56,7 +61,25 @@ def _volume_meta(volume) -> str:
             "size": volume.size, "bootable": volume.bootable}
     return json.dumps({"version": VOLUME_META_VERSION, "volume-base-metadata": base,
                        "volume-metadata": volume.metadata_dict,
-                       "volume-glance-metadata": {}})
+                       "volume-glance-metadata": {}, SIZE_KEY: size_bytes})
+
+
+def source_size(store, chain_layers, newest_meta) -> int:
+    """Bytes the backup covers: recorded by us, else inferred (Cinder backups)."""
+    try:
+        recorded = json.loads(newest_meta.volume_meta or "{}").get(SIZE_KEY)
+    except ValueError:
+        recorded = None
+    if isinstance(recorded, int) and recorded >= 0:
+        return recorded
+    block, shas = engine.read_sha256s(store, chain_layers[-1].container,
+                                      chain_layers[-1].prefix)
+    end = 0
+    for layer in chain_layers:
+        meta = engine.read_metadata(store, layer.container, layer.prefix)
+        end = max([end] + [o.offset + o.length for o in meta.objects])
+    # Cinder volumes are whole GiB, so the last block is full unless data says less.
+    return end if end > (len(shas) - 1) * block else len(shas) * block
 
 
 def _apply_volume_meta(ctx, volume, volume_meta: str | None) -> None:
@@ -105,12 +128,16 @@ class BackupManager:
     def _create_backup(self, backup_id: str) -> None:
         ctx = get_admin_context()
         backup = db.backup_get(ctx, backup_id, project_only=False)
-        if backup.status != B.CREATING:
-            LOG.info("Backup %s is %s, not creating; nothing to do", backup_id, backup.status)
-            return
         volume = db.volume_get(ctx, backup.volume_id, project_only=False)
         snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
                     if backup.snapshot_id else None)
+        if backup.status != B.CREATING:
+            # Cancelled (force delete, reset) before the job started: the
+            # volume was moved to backing-up for this backup; give it back.
+            LOG.info("Backup %s is %s, not creating; not starting it", backup_id,
+                     backup.status)
+            self._return_source(ctx, volume, snapshot)
+            return
         container = backup.container or self.store.default_container(backup.id)
         prefix = self.store.object_prefix(volume.id, backup.id, backup.created_at)
         # Record where the objects go before writing any, so a crash or a
@@ -157,12 +184,13 @@ class BackupManager:
                     % (self.params.sha_block_size, block))
         location = snapshot.provider_location if snapshot else volume.provider_location
         self.store.ensure_container(container)
+        size = self.source.size(location)
         desc = engine.BackupDescription(
             backup_id=backup.id, volume_id=volume.id, name=backup.display_name,
             description=backup.display_description, created_at=str(backup.created_at),
-            parent_id=backup.parent_id, volume_meta=_volume_meta(volume))
+            parent_id=backup.parent_id, volume_meta=_volume_meta(volume, size))
         with self.source.open_read(location) as reader:
-            return engine.run_backup(reader, self.source.size(location), self.store,
+            return engine.run_backup(reader, size, self.store,
                                      container, prefix, desc, self.params,
                                      parent_sha256s=parent_shas, cancelled=watch)
 
@@ -209,12 +237,18 @@ class BackupManager:
         try:
             chain = self._chain(ctx, backup)
             layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
-            size = self.source.size(volume.provider_location)
-            with self.source.open_write(volume.provider_location) as writer:
-                result = engine.run_restore(layers, self.store, writer, size, self.params,
-                                            cancelled=watch, target_is_zeroed=volume_is_new)
             metadata = engine.read_metadata(self.store, backup.container,
                                             backup.service_metadata)
+            size = source_size(self.store, layers, metadata)
+            target_size = self.source.size(volume.provider_location)
+            if size > target_size:
+                raise exception.InvalidVolume(
+                    reason="volume %s holds %d bytes, the backup needs %d"
+                    % (volume.id, target_size, size))
+            with self.source.open_write(volume.provider_location) as writer:
+                result = engine.run_restore(layers, writer, size, self.params,
+                                            cancelled=watch, target_is_zeroed=volume_is_new,
+                                            store=self.store)
             _apply_volume_meta(ctx, volume, metadata.volume_meta)
         except engine.Cancelled:
             LOG.info("Restore of backup %s to volume %s was cancelled", backup.id, volume.id)

@@ -1,0 +1,288 @@
+"""Single-pass restore of a backup chain.
+
+The extent plan says which object provides each byte; every needed object is
+then read once, in order of the first volume offset it provides, and each
+volume byte is written at most once. Objects are decompressed (and their md5
+computed) by producer threads a few objects ahead of the main thread, which
+checks every block against the newest backup's sha256 list and writes it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from backupsvc.chunking import manifest
+from backupsvc.chunking.blocks import zero_sha
+from backupsvc.chunking.compression import DecompressingReader
+from backupsvc.chunking.errors import Cancelled, IntegrityError
+from backupsvc.chunking.extents import Source, plan_extents, zero_runs
+from backupsvc.chunking.params import (
+    EngineParams,
+    Layer,
+    MiB,
+    RestoreResult,
+    RestoreWriter,
+)
+from backupsvc.drivers.base import ObjectNotFound, ObjectStore
+
+FLUSH_EVERY = 256 * MiB
+_DONE = object()
+
+
+@dataclass
+class _LoadedLayer:
+    layer: Layer
+    meta: manifest.Metadata
+    sha: manifest.Sha256File
+
+    @property
+    def label(self) -> str:
+        return "backup %s (%s)" % (self.meta.backup_id, self.layer.prefix)
+
+
+@dataclass
+class _ObjectJob:
+    """One object to read and the volume ranges it provides."""
+
+    source: Source
+    ranges: list[tuple[int, int]]
+    queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=2))
+
+
+def load_chain(store: ObjectStore, chain: list[Layer]) -> list[_LoadedLayer]:
+    """Read every backup's metadata and sha256 file and check its objects exist."""
+    loaded = []
+    for layer in chain:
+        meta = manifest.load_metadata(store, layer.container, layer.prefix)
+        sha = manifest.load_sha256file(store, layer.container, layer.prefix)
+        item = _LoadedLayer(layer, meta, sha)
+        present = set(store.list(layer.container, layer.prefix))
+        missing = [o.name for o in meta.objects if o.name not in present]
+        if missing:
+            raise IntegrityError("%s: %d object(s) missing from container %s: %s"
+                                 % (item.label, len(missing), layer.container,
+                                    ", ".join(missing)))
+        loaded.append(item)
+    sizes = {item.sha.chunk_size for item in loaded}
+    if len(sizes) > 1:
+        raise IntegrityError("the backups of the chain use different sha block sizes: %s"
+                             % ", ".join("%s: %d" % (i.label, i.sha.chunk_size)
+                                         for i in loaded))
+    return loaded
+
+
+class RestoreRun:
+    def __init__(self, store: ObjectStore, chain: list[Layer], writer: RestoreWriter,
+                 size: int, params: EngineParams, cancelled: Callable[[], bool],
+                 progress: Callable[[int, int], None] | None, target_is_zeroed: bool) -> None:
+        if not chain:
+            raise ValueError("a restore needs at least one backup")
+        self.store, self.chain, self.writer, self.size = store, chain, writer, size
+        self.params, self.cancelled, self.progress = params, cancelled, progress
+        self.target_is_zeroed = target_is_zeroed
+        self.result = RestoreResult()
+        self.stop = threading.Event()
+        self.done = 0               # volume bytes dealt with, for progress
+        self.unflushed = 0
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled("restore of %s was cancelled" % self.chain[-1].prefix)
+
+    def run(self) -> RestoreResult:
+        layers = load_chain(self.store, self.chain)
+        newest = layers[-1]
+        self.layers, self.newest = layers, newest
+        bs = self.bs = newest.sha.chunk_size
+        self.shas = newest.sha.sha256s
+        if len(self.shas) != -(-self.size // bs):
+            raise IntegrityError("%s records %d blocks of %d bytes; a %d-byte volume has %d"
+                                 % (newest.label, len(self.shas), bs, self.size,
+                                    -(-self.size // bs)))
+        self.piece = max(1, self.params.piece_size // bs) * bs
+        self.zero_runs = zero_runs(self.shas, bs, self.size)
+        self.zero_starts = [r[0] for r in self.zero_runs]
+        extents = plan_extents([item.meta.objects for item in layers], self.zero_runs,
+                               self.size)
+        jobs: dict[int, _ObjectJob] = {}
+        work: list[tuple[int, int] | _ObjectJob] = []      # zeros or a job, in offset order
+        for ext in extents:
+            if ext.start % bs or (ext.end % bs and ext.end != self.size):
+                raise IntegrityError("objects of the chain are not aligned to %d-byte sha "
+                                     "blocks (at offset %d)" % (bs, ext.start))
+            if ext.source is None:
+                self._check_zero(ext.start, ext.end)
+                work.append((ext.start, ext.end))
+                continue
+            job = jobs.get(id(ext.source.entry))
+            if job is None:
+                if ext.source.entry.offset % bs:
+                    raise IntegrityError("%s starts at offset %d, not on a %d-byte sha block"
+                                         % (self._label(ext.source), ext.source.entry.offset,
+                                            bs))
+                job = jobs[id(ext.source.entry)] = _ObjectJob(ext.source, [])
+                work.append(job)
+            job.ranges.append((ext.start, ext.end))
+        self._execute(work)
+        self.writer.flush()
+        return self.result
+
+    def _check_zero(self, start: int, end: int) -> None:
+        """Bytes no object provides must be zeros according to the newest sha list."""
+        i = bisect.bisect_right(self.zero_starts, start) - 1
+        if i >= 0 and self.zero_runs[i][1] >= end:
+            return
+        for idx in range(start // self.bs, -(-end // self.bs)):
+            length = min(self.bs, self.size - idx * self.bs)
+            if self.shas[idx] != zero_sha(length):
+                raise IntegrityError(
+                    "block %d (offset %d) is in no object of the chain, but %s records "
+                    "non-zero data for it" % (idx, idx * self.bs, self.newest.label))
+
+    # -- execution ---------------------------------------------------------------
+    def _execute(self, work: list[tuple[int, int] | _ObjectJob]) -> None:
+        pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="restore")
+        ahead: deque[_ObjectJob] = deque()
+        upcoming: Iterator[_ObjectJob] = (w for w in work if isinstance(w, _ObjectJob))
+        try:
+            for item in work:
+                self._check_cancelled()
+                if isinstance(item, tuple):
+                    self._zeros(*item)
+                    continue
+                # Keep up to `workers` objects being decompressed (bounded memory).
+                while len(ahead) < self.params.workers:
+                    nxt = next(upcoming, None)
+                    if nxt is None:
+                        break
+                    pool.submit(self._produce, nxt)
+                    self.result.objects_read += 1
+                    ahead.append(nxt)
+                assert ahead[0] is item
+                self._consume(ahead.popleft())
+        finally:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _label(self, source: Source) -> str:
+        return "object %s of %s" % (source.entry.name, self.layers[source.layer].label)
+
+    def _put(self, job: _ObjectJob, msg: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                job.queue.put(msg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, job: _ObjectJob) -> None:
+        """Worker: decompress one object, check its md5 and length, queue the needed data."""
+        entry = job.source.entry
+        label = "object %s" % entry.name
+        try:
+            label = self._label(job.source)
+            layer = self.layers[job.source.layer].layer
+            with self.store.open_reader(layer.container, entry.name) as raw:
+                src = DecompressingReader(raw, entry.compression, label)
+                md5 = hashlib.md5(usedforsecurity=False)
+                pos = 0
+                while True:
+                    if self.stop.is_set():
+                        return
+                    data = src.read(self.piece)
+                    if not data:
+                        break
+                    md5.update(data)
+                    start, end = entry.offset + pos, entry.offset + pos + len(data)
+                    pos += len(data)
+                    if pos > entry.length:
+                        raise IntegrityError("%s holds more than its recorded %d bytes"
+                                             % (label, entry.length))
+                    if any(s < end and start < e for s, e in job.ranges):
+                        if not self._put(job, (start, data)):
+                            return
+            if pos != entry.length:
+                raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
+            if md5.hexdigest() != entry.md5:
+                raise IntegrityError("%s fails its md5 check" % label)
+            self._put(job, _DONE)
+        except ObjectNotFound as exc:
+            err = IntegrityError("%s is missing" % label)
+            err.__cause__ = exc
+            self._put(job, err)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._put(job, exc)
+
+    def _consume(self, job: _ObjectJob) -> None:
+        label = self._label(job.source)
+        while True:
+            self._check_cancelled()
+            msg = job.queue.get()
+            if msg is _DONE:
+                return
+            if isinstance(msg, BaseException):
+                raise msg
+            start, data = msg  # type: ignore[misc]
+            view = memoryview(data)
+            end = start + len(view)
+            for s, e in job.ranges:
+                a, b = max(s, start), min(e, end)
+                if a < b:
+                    self._write_checked(view[a - start:b - start], a, label)
+
+    def _write_checked(self, view: memoryview, offset: int, label: str) -> None:
+        """Write block-aligned data after checking each block's sha256."""
+        bs = self.bs
+        run = 0           # start (in view) of the blocks not yet written
+        for o in range(0, len(view), bs):
+            block = view[o:o + bs]
+            idx = (offset + o) // bs
+            sha = hashlib.sha256(block).hexdigest()
+            if sha != self.shas[idx]:
+                raise IntegrityError(
+                    "block %d (offset %d) from %s does not match the sha256 recorded by %s"
+                    % (idx, offset + o, label, self.newest.label))
+            if self.target_is_zeroed and sha == zero_sha(len(block)):
+                self._pwrite(view[run:o], offset + run)
+                run = o + len(block)
+                self.result.zero_bytes += len(block)
+        self._pwrite(view[run:], offset + run)
+        self._advance(len(view))
+
+    def _pwrite(self, view: memoryview, offset: int) -> None:
+        if view:
+            self.writer.pwrite(view, offset)
+            self.result.bytes_written += len(view)
+            self.unflushed += len(view)
+
+    def _zeros(self, start: int, end: int) -> None:
+        self.result.zero_bytes += end - start
+        if not self.target_is_zeroed:
+            self.writer.write_zeros(start, end - start)
+            self.unflushed += end - start
+        self._advance(end - start)
+
+    def _advance(self, nbytes: int) -> None:
+        if self.unflushed >= FLUSH_EVERY:
+            self.writer.flush()
+            self.unflushed = 0
+        self.done += nbytes
+        if self.progress is not None:
+            self.progress(self.done, self.size)
+
+
+def run_restore(chain: list[Layer], writer: RestoreWriter, size: int, params: EngineParams,
+                cancelled: Callable[[], bool] = lambda: False,
+                progress: Callable[[int, int], None] | None = None,
+                target_is_zeroed: bool = False, *, store: ObjectStore) -> RestoreResult:
+    """Restore the last backup of ``chain`` (full backup first) onto ``writer``."""
+    return RestoreRun(store, chain, writer, size, params, cancelled, progress,
+                      target_is_zeroed).run()

@@ -1,0 +1,224 @@
+"""Use cases and worker jobs end to end in one process, without RPC.
+
+The use cases run for real on SQLite (their casts go to the in-process fake
+transport and are not consumed); the test then runs the worker's job
+functions directly, so every status change, the engine, the POSIX store and
+the file volumes are real.
+"""
+
+import json
+import os
+import random
+import uuid
+
+import pytest
+from oslo_config import cfg
+
+from backupsvc import backups, exception, volumes
+from backupsvc.db import api as db
+from backupsvc.states import BackupStatus as B
+from backupsvc.states import VolumeStatus as V
+from backupsvc.worker import manager as worker_manager
+from backupsvc.worker import server as worker_server
+
+CONF = cfg.CONF
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def env(sqlite_db, tmp_path, project_ctx):
+    host = "flow-" + uuid.uuid4().hex[:8]
+    overrides = {"transport_url": "fake://", "backup_driver": "posix", "host": host,
+                 "backup_posix_path": str(tmp_path / "backups"),
+                 "file_volumes_dir": str(tmp_path / "volumes"),
+                 "backup_file_size": 256 * 1024, "backup_sha_block_size_bytes": 4096,
+                 "quota_backups": -1, "quota_backup_gigabytes": -1}
+    for key, value in overrides.items():
+        CONF.set_override(key, value)
+    db.service_heartbeat(project_ctx.elevated(), host, "backupsvc-worker",
+                         "backupsvc-backup", "nova")
+    mgr = worker_manager.BackupManager(host, lambda fn, *args: fn(*args))
+    yield project_ctx, mgr, tmp_path
+    db.service_mark_down(project_ctx.elevated(), host, "backupsvc-worker")
+    for key in overrides:
+        CONF.clear_override(key)
+
+
+def _write_random(path, rng, regions):
+    with open(path, "r+b") as f:
+        for offset, length in regions:
+            f.seek(offset)
+            f.write(rng.randbytes(length))
+
+
+def _image(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _sparse_volume(ctx, rng):
+    vol = volumes.create_volume(ctx, 1, name="src", metadata={"role": "db"})
+    size = os.path.getsize(vol.provider_location)
+    _write_random(vol.provider_location, rng,
+                  [(0, 3 * MiB), (500 * MiB, 64 * 1024), (size - 10000, 10000)])
+    return vol
+
+
+def _head(image, n=8 * MiB):
+    return image[:n]
+
+
+def test_full_incremental_and_chain_restore(env):
+    ctx, mgr, tmp = env
+    rng = random.Random(7)
+    vol = _sparse_volume(ctx, rng)
+    full = backups.create(ctx, vol.id, name="full")
+    assert db.volume_get(ctx, vol.id).status == V.BACKING_UP
+    mgr._create_backup(full.id)
+    full = backups.get(ctx, full.id)
+    assert full.status == B.AVAILABLE and full.object_count > 0
+    assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
+    image0 = _image(vol.provider_location)
+
+    _write_random(vol.provider_location, rng, [(4096 * 3, 4096), (300 * MiB, 8192)])
+    inc = backups.create(ctx, vol.id, incremental=True)
+    mgr._create_backup(inc.id)
+    inc = backups.get(ctx, inc.id)
+    assert inc.status == B.AVAILABLE and inc.parent_id == full.id
+    assert inc.object_count == 2
+    assert backups.get(ctx, full.id).num_dependent_backups == 1
+    image1 = _image(vol.provider_location)
+
+    # Restore the incremental into a new volume and the full one over the source.
+    result = backups.restore(ctx, inc.id)
+    assert result["volume_name"] == "restore_backup_%s" % inc.id
+    mgr._restore_backup(inc.id, result["volume_id"], True)
+    restored = db.volume_get(ctx, result["volume_id"])
+    assert restored.status == V.AVAILABLE
+    assert _image(restored.provider_location) == image1
+    assert restored.metadata_dict == {"role": "db"}
+    assert backups.get(ctx, inc.id).status == B.AVAILABLE
+
+    backups.restore(ctx, full.id, volume_id=vol.id)
+    mgr._restore_backup(full.id, vol.id, False)
+    assert _image(vol.provider_location) == image0
+
+
+def test_delete_rules_and_object_removal(env):
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(1))
+    full = backups.create(ctx, vol.id)
+    mgr._create_backup(full.id)
+    inc = backups.create(ctx, vol.id, incremental=True)
+    mgr._create_backup(inc.id)
+    with pytest.raises(exception.InvalidBackup, match="Incremental backups exist"):
+        backups.delete(ctx, full.id)
+    with pytest.raises(exception.InvalidBackup, match="Incremental backups exist"):
+        backups.delete(ctx.elevated(), full.id, force=True)
+    full_row = backups.get(ctx, full.id)
+    container_dir = os.path.join(CONF.backup_posix_path, full_row.container)
+    assert any(n.startswith(full_row.service_metadata) for n in os.listdir(container_dir))
+    backups.delete(ctx, inc.id)
+    mgr._delete_backup(inc.id)
+    assert backups.get(ctx, full.id).num_dependent_backups == 0
+    backups.delete(ctx, full.id)
+    mgr._delete_backup(full.id)
+    with pytest.raises(exception.BackupNotFound):
+        backups.get(ctx, full.id)
+    assert not any(n.startswith(full_row.service_metadata) for n in os.listdir(container_dir))
+
+
+def test_refusals_leave_nothing_behind(env):
+    ctx, mgr, tmp = env
+    vol = volumes.create_volume(ctx, 1)
+    before = db.backup_count(ctx)
+    with pytest.raises(exception.InvalidBackup, match="full backup"):
+        backups.create(ctx, vol.id, incremental=True)
+    volumes.attach(ctx, vol.id, instance_uuid=str(uuid.uuid4()))
+    with pytest.raises(exception.InvalidVolume, match="force"):
+        backups.create(ctx, vol.id)
+    assert db.backup_count(ctx) == before
+    assert db.volume_get(ctx, vol.id).status == V.IN_USE
+    forced = backups.create(ctx, vol.id, force=True)
+    mgr._create_backup(forced.id)
+    assert backups.get(ctx, forced.id).status == B.AVAILABLE
+    assert db.volume_get(ctx, vol.id).status == V.IN_USE
+    with pytest.raises(exception.InvalidVolume, match="must be available"):
+        backups.restore(ctx, forced.id, volume_id=vol.id)
+    assert backups.get(ctx, forced.id).status == B.AVAILABLE
+
+
+def test_no_live_worker_gives_503_and_writes_nothing(env):
+    ctx, mgr, tmp = env
+    vol = volumes.create_volume(ctx, 1)
+    db.service_mark_down(ctx.elevated(), mgr.host, "backupsvc-worker")
+    before = db.backup_count(ctx)
+    with pytest.raises(exception.NoWorkerAlive):
+        backups.create(ctx, vol.id)
+    assert db.backup_count(ctx) == before
+    assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
+
+
+def test_force_delete_cancels_a_running_backup(env):
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(3))
+    backup = backups.create(ctx, vol.id)
+    # Force delete lands before the worker picks the job up; the job must notice.
+    backups.delete(ctx.elevated(), backup.id, force=True)
+    mgr._create_backup(backup.id)
+    mgr._delete_backup(backup.id)
+    with pytest.raises(exception.BackupNotFound):
+        backups.get(ctx, backup.id)
+    assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
+
+
+def test_restart_recovery_moves_stuck_rows(env):
+    ctx, mgr, tmp = env
+    vol = volumes.create_volume(ctx, 1)
+    stuck = backups.create(ctx, vol.id)      # cast never consumed: as if the worker died
+    worker_server.recover(mgr.host, mgr)
+    row = backups.get(ctx, stuck.id)
+    assert row.status == B.ERROR
+    assert row.fail_reason == worker_server.RESTART_REASON
+    assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
+
+
+def test_export_and_import_record_round_trip(env):
+    ctx, mgr, tmp = env
+    admin = ctx.elevated()
+    vol = _sparse_volume(ctx, random.Random(5))
+    backup = backups.create(ctx, vol.id)
+    mgr._create_backup(backup.id)
+    image = _image(vol.provider_location)
+    record = backups.export_record(admin, backup.id)
+    assert record["backup_service"].startswith("cinder.backup.drivers.")
+    with pytest.raises(exception.InvalidBackup, match="already exists"):
+        backups.import_record(admin, record["backup_service"], record["backup_url"])
+    # Lose the row (as a database loss would), then bring it back.
+    db.backup_cas_status(admin, backup.id, B.DELETING, [B.AVAILABLE])
+    db.backup_cas_status(admin, backup.id, B.DELETED, [B.DELETING])
+    imported = backups.import_record(admin, record["backup_service"], record["backup_url"])
+    assert imported.id == backup.id and imported.status == B.CREATING
+    mgr._import_record(backup.id)
+    assert backups.get(admin, backup.id).status == B.AVAILABLE
+    result = backups.restore(admin, backup.id)
+    mgr._restore_backup(backup.id, result["volume_id"], True)
+    target = db.volume_get(admin, result["volume_id"])
+    assert _image(target.provider_location) == image
+
+
+def test_metadata_files_use_cinder_format(env):
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(9))
+    backup = backups.create(ctx, vol.id, name="fmt")
+    mgr._create_backup(backup.id)
+    row = backups.get(ctx, backup.id)
+    base = os.path.join(CONF.backup_posix_path, row.container, row.service_metadata)
+    with open(base + "_metadata") as f:
+        meta = json.load(f)
+    with open(base + "_sha256file") as f:
+        sha = json.load(f)
+    assert meta["version"] == sha["version"] == "1.0.0"
+    assert meta["backup_id"] == backup.id and meta["backup_name"] == "fmt"
+    assert sha["chunk_size"] == 4096
+    assert len(sha["sha256s"]) == os.path.getsize(vol.provider_location) // 4096
