@@ -257,7 +257,7 @@ class DecompressingReader:
             self._d = bz2.BZ2Decompressor()
         elif self._kind == "zstd":
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                raw, read_size=input_size, read_across_frames=True)
+                raw, read_size=input_size, read_across_frames=True, closefd=False)
 
     def _read_raw(self) -> bytes:
         data = b"" if self._raw_eof else self._raw.read(self._in)

@@ -40,7 +40,7 @@ _DONE = object()
 class _LoadedLayer:
     layer: Layer
     meta: manifest.Metadata
-    sha: manifest.Sha256File
+    block_size: int
 
     @property
     def label(self) -> str:
@@ -56,13 +56,21 @@ class _ObjectJob:
     queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=2))
 
 
-def load_chain(store: ObjectStore, chain: list[Layer]) -> list[_LoadedLayer]:
-    """Read every backup's metadata and sha256 file and check its objects exist."""
+def load_chain(store: ObjectStore,
+               chain: list[Layer]) -> tuple[list[_LoadedLayer], list[str]]:
+    """Read every backup's metadata and check its objects exist.
+
+    Returns the layers and the newest backup's sha256 list; the older lists
+    are only read for their block size (they can be large).
+    """
     loaded = []
+    newest: list[str] = []
     for layer in chain:
         meta = manifest.load_metadata(store, layer.container, layer.prefix)
         sha = manifest.load_sha256file(store, layer.container, layer.prefix)
-        item = _LoadedLayer(layer, meta, sha)
+        item = _LoadedLayer(layer, meta, sha.chunk_size)
+        newest = sha.sha256s
+        del sha
         present = set(store.list(layer.container, layer.prefix))
         missing = [o.name for o in meta.objects if o.name not in present]
         if missing:
@@ -70,12 +78,10 @@ def load_chain(store: ObjectStore, chain: list[Layer]) -> list[_LoadedLayer]:
                                  % (item.label, len(missing), layer.container,
                                     ", ".join(missing)))
         loaded.append(item)
-    sizes = {item.sha.chunk_size for item in loaded}
-    if len(sizes) > 1:
+    if len({item.block_size for item in loaded}) > 1:
         raise IntegrityError("the backups of the chain use different sha block sizes: %s"
-                             % ", ".join("%s: %d" % (i.label, i.sha.chunk_size)
-                                         for i in loaded))
-    return loaded
+                             % ", ".join("%s: %d" % (i.label, i.block_size) for i in loaded))
+    return loaded, newest
 
 
 class RestoreRun:
@@ -97,11 +103,10 @@ class RestoreRun:
             raise Cancelled("restore of %s was cancelled" % self.chain[-1].prefix)
 
     def run(self) -> RestoreResult:
-        layers = load_chain(self.store, self.chain)
+        layers, self.shas = load_chain(self.store, self.chain)
         newest = layers[-1]
         self.layers, self.newest = layers, newest
-        bs = self.bs = newest.sha.chunk_size
-        self.shas = newest.sha.sha256s
+        bs = self.bs = newest.block_size
         if len(self.shas) != -(-self.size // bs):
             raise IntegrityError("%s records %d blocks of %d bytes; a %d-byte volume has %d"
                                  % (newest.label, len(self.shas), bs, self.size,
