@@ -11,15 +11,11 @@ import socketserver
 import threading
 from wsgiref import simple_server
 
-from oslo_service import backend
+from oslo_config import cfg
+from oslo_log import log as logging
 
-backend.init_backend(backend.BackendType.THREADING)
-
-from oslo_config import cfg  # noqa: E402
-from oslo_log import log as logging  # noqa: E402
-
-from backupsvc import cmd  # noqa: E402
-from backupsvc.cmd import worker as worker_cmd  # noqa: E402
+from backupsvc import cmd
+from backupsvc.cmd import worker as worker_cmd
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)

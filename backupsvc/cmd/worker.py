@@ -4,16 +4,11 @@ import signal
 import sys
 import threading
 
-from oslo_service import backend
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_service import service
 
-# Native threads: must be chosen before anything touches oslo.service.
-backend.init_backend(backend.BackendType.THREADING)
-
-from oslo_config import cfg  # noqa: E402
-from oslo_log import log as logging  # noqa: E402
-from oslo_service import service  # noqa: E402
-
-from backupsvc import cmd  # noqa: E402
+from backupsvc import cmd
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
