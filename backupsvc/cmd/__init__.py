@@ -18,6 +18,11 @@ warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
 def prepare(argv: list[str] | None = None, defaults: dict | None = None) -> None:
     """Parse the command line and config files, then set up oslo.log."""
+    from oslo_service import backend
+
+    if backend.get_backend_type() != backend.BackendType.THREADING:
+        sys.exit("backupsvc: oslo.service's eventlet backend was selected before "
+                 "backupsvc was imported; backupsvc runs on native threads only")
     for name, value in (defaults or {}).items():
         group, _, option = name.rpartition(".")
         CONF.set_default(option, value, group=group or None)
