@@ -1,6 +1,7 @@
 """Alembic environment: run migrations on the connection backupsvc hands in."""
 
 from alembic import context
+
 from backupsvc.db import models
 
 config = context.config

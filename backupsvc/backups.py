@@ -12,7 +12,7 @@ import json
 
 from oslo_config import cfg
 from oslo_log import log as logging
-from oslo_utils import timeutils
+from oslo_utils import timeutils, uuidutils
 
 from backupsvc import exception, placement, policy, quota
 from backupsvc.conf.backup import DRIVER_CLASS_PATHS
@@ -148,7 +148,7 @@ def create(ctx, volume_id: str, *, name=None, description=None, container=None,
             or CONF.storage_availability_zone,
             "status": B.CREATING, "created_at": now,
             "data_timestamp": snapshot_time or now,
-        }, metadata=metadata or None)
+        }, metadata=metadata or None, quota_limits=quota.backup_limits())
     except Exception:
         _return_source(ctx, volume, snapshot)
         raise
@@ -207,9 +207,9 @@ def delete(ctx, backup_id: str, force: bool = False) -> None:
     expected = [B.AVAILABLE, B.ERROR]
     if force:
         # Forcing a creating or restoring backup is how those jobs are cancelled.
-        expected += [B.CREATING, B.RESTORING, B.ERROR_DELETING]
+        expected += [B.CREATING, B.RESTORING, B.ERROR_DELETING, B.DELETING]
     if not db.backup_cas_status(ctx, backup.id, B.DELETING, expected,
-                                admin_override=force, host=host):
+                                admin_override=True, host=host):
         current = db.backup_get(ctx, backup.id).status
         raise exception.InvalidBackup(
             reason="Backup status must be available or error, not %s" % current)
@@ -337,6 +337,13 @@ def _decode_record(backup_url: str) -> dict:
         raise exception.Invalid("Provided backup record is missing an id")
     if "size" not in record:
         raise exception.Invalid("Provided backup record is missing size attribute")
+    if not isinstance(record["id"], str) or not uuidutils.is_uuid_like(record["id"]):
+        raise exception.Invalid("Provided backup record has an invalid id %r; it must be "
+                                "a UUID" % (record["id"],))
+    size = record["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise exception.Invalid("Provided backup record has an invalid size %r; it must "
+                                "be a non-negative integer (GiB)" % (size,))
     return record
 
 
@@ -375,7 +382,8 @@ def import_record(ctx, backup_service: str, backup_url: str):
     }
     quota.check_backup_quota(ctx, ctx.project_id, values["size"])
     backup = db.backup_import(ctx, record["id"], values,
-                              metadata=record.get("metadata") or {})
+                              metadata=record.get("metadata") or {},
+                              quota_limits=quota.backup_limits())
     _cast_or_fail(ctx, backup, lambda: _rpc().import_record(ctx, host, backup.id),
                   lambda: None)
     return backup

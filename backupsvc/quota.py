@@ -1,7 +1,9 @@
 """Per-project backup quotas (Cinder's resources and defaults).
 
-Usage is counted from the live rows themselves, so a delete or a failed
-create releases quota without separate bookkeeping.
+The authoritative check is the conditional counter update db.api makes in
+the transaction that inserts the row (safe under concurrent creates); the
+early check here only gives a clear 413 before anything is touched. As in
+Cinder, an 'error' backup holds its quota until it is deleted.
 """
 
 from oslo_config import cfg
@@ -19,3 +21,7 @@ def check_backup_quota(context, project_id: str, size_gb: int) -> None:
     if 0 <= CONF.quota_backup_gigabytes < gigabytes + size_gb:
         raise exception.BackupGigabytesExceeded(
             requested=size_gb, quota=CONF.quota_backup_gigabytes, consumed=gigabytes)
+
+
+def backup_limits() -> dict[str, int]:
+    return {"backups": CONF.quota_backups, "backup_gigabytes": CONF.quota_backup_gigabytes}

@@ -63,6 +63,8 @@ BACKUP_TRANSITIONS: dict[str, tuple[str, ...] | None] = {
 }
 
 VOLUME_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    V.CREATING: (),                       # only by insert, or an admin reset
+    V.MAINTENANCE: (),                    # only by an admin reset
     V.AVAILABLE: (V.CREATING, V.IN_USE, V.BACKING_UP, V.RESTORING_BACKUP),
     V.IN_USE: (V.AVAILABLE, V.BACKING_UP),
     V.BACKING_UP: (V.AVAILABLE, V.IN_USE),

@@ -231,12 +231,14 @@ def reset_volume_status(ctx, volume_id, *, status, attach_status=None) -> None:
     volume = db.volume_get(ctx, volume_id)
     policy.authorize(ctx, "volume_extension:volume_admin_actions:reset_status",
                      _target(volume))
-    if status not in V.RESETTABLE and status not in V.ALL:
+    if status not in V.RESETTABLE:
         raise exception.Invalid("Invalid volume status %r; valid statuses are: %s."
                                 % (status, ", ".join(V.RESETTABLE)))
     extra = {"attach_status": attach_status} if attach_status else {}
-    db.volume_cas_status(ctx, volume.id, status, [volume.status], admin_override=True,
-                         **extra)
+    if not db.volume_cas_status(ctx, volume.id, status, [volume.status],
+                                admin_override=True, **extra):
+        raise exception.Conflict(reason="volume %s changed status while it was being "
+                                        "reset; retry" % volume.id)
 
 
 def manage_existing(ctx, *, host, ref: dict, name=None, description=None, metadata=None,

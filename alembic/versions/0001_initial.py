@@ -6,7 +6,6 @@ Revises:
 """
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0001_initial"

@@ -123,14 +123,79 @@ def _replace_metadata(session, meta_model, fk: str, owner_id: str, metadata: dic
             row.deleted, row.deleted_at = True, _now()
 
 
+# ---------------------------------------------------------------------- quotas
+#
+# Usage counters per project and resource change only by conditional UPDATEs
+# inside the transaction that inserts or deletes the backup row, so
+# concurrent creates can never exceed a limit. A missing counter is seeded
+# from the live rows, which also repairs a counter that was dropped.
+
+def _seed_usage(context, project_id: str) -> None:
+    with main_context_manager.reader.using(context) as session:
+        present = set(session.scalars(select(models.QuotaUsage.resource).where(
+            models.QuotaUsage.project_id == project_id)))
+    if present >= {"backups", "backup_gigabytes"}:
+        return
+    count, gigabytes = backup_usage(context, project_id)
+    for resource, in_use in (("backups", count), ("backup_gigabytes", gigabytes)):
+        if resource in present:
+            continue
+        try:
+            with main_context_manager.writer.using(context) as session:
+                session.add(models.QuotaUsage(project_id=project_id, resource=resource,
+                                              in_use=in_use))
+        except db_exc.DBDuplicateEntry:
+            pass  # a concurrent request seeded it
+
+
+def _consume_quota(session, project_id: str, size: int, limits: dict) -> None:
+    usage = models.QuotaUsage
+    for resource, delta in (("backups", 1), ("backup_gigabytes", size)):
+        limit = limits.get(resource, -1)
+        query = update(usage).where(usage.project_id == project_id,
+                                    usage.resource == resource)
+        if limit >= 0:
+            query = query.where(usage.in_use + delta <= limit)
+        if session.execute(query.values(in_use=usage.in_use + delta)).rowcount:
+            continue
+        in_use = session.scalar(select(usage.in_use).where(
+            usage.project_id == project_id, usage.resource == resource)) or 0
+        if resource == "backups":
+            raise exception.BackupLimitExceeded(allowed=limit)
+        raise exception.BackupGigabytesExceeded(requested=size, quota=limit, consumed=in_use)
+
+
+def _release_quota(session, project_id: str, size: int) -> None:
+    usage = models.QuotaUsage
+    for resource, delta in (("backups", 1), ("backup_gigabytes", size or 0)):
+        session.execute(update(usage)
+                        .where(usage.project_id == project_id, usage.resource == resource,
+                               usage.in_use >= delta)
+                        .values(in_use=usage.in_use - delta))
+
+
+def quota_usage(context, project_id: str) -> dict[str, int]:
+    with main_context_manager.reader.using(context) as session:
+        rows = session.execute(select(models.QuotaUsage.resource, models.QuotaUsage.in_use)
+                               .where(models.QuotaUsage.project_id == project_id)).all()
+    return {resource: in_use for resource, in_use in rows}
+
+
 # --------------------------------------------------------------------- backups
 
-def backup_create(context, values: dict, metadata: dict | None = None) -> models.Backup:
+def backup_create(context, values: dict, metadata: dict | None = None,
+                  quota_limits: dict | None = None) -> models.Backup:
+    """Insert a backup row; with quota_limits, consume quota in the same transaction."""
     values = dict(values)
     values.setdefault("id", str(uuid.uuid4()))
     values.setdefault("status", states.BackupStatus.CREATING)
     values.setdefault("num_dependent_backups", 0)
+    if quota_limits is not None:
+        _seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
+        if quota_limits is not None:
+            _consume_quota(session, values["project_id"], values.get("size") or 0,
+                           quota_limits)
         row = models.Backup(**values)
         session.add(row)
         session.flush()
@@ -140,17 +205,22 @@ def backup_create(context, values: dict, metadata: dict | None = None) -> models
     return backup_get(context, values["id"], project_only=False)
 
 
-def backup_import(context, backup_id: str, values: dict,
-                  metadata: dict | None = None) -> models.Backup:
+def backup_import(context, backup_id: str, values: dict, metadata: dict | None = None,
+                  quota_limits: dict | None = None) -> models.Backup:
     """Insert an imported record, or revive a soft-deleted row with its id.
 
     An existing live row is never touched (an import must not clobber a
     record that is still in use).
     """
+    if quota_limits is not None:
+        _seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
         row = session.get(models.Backup, backup_id)
         if row is not None and not row.deleted:
             raise exception.InvalidBackup(reason="Backup already exists in database.")
+        if quota_limits is not None:
+            _consume_quota(session, values["project_id"], values.get("size") or 0,
+                           quota_limits)
         if row is None:
             session.add(models.Backup(id=backup_id, **values))
         else:
@@ -215,6 +285,8 @@ def backup_cas_status(context, backup_id: str, to_status: str,
                 update(models.BackupMetadata)
                 .where(models.BackupMetadata.backup_id == backup_id)
                 .values(deleted=True, deleted_at=_now()))
+            row = session.get(models.Backup, backup_id)
+            _release_quota(session, row.project_id, row.size or 0)
         return result.rowcount == 1
 
 

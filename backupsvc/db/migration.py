@@ -9,11 +9,11 @@ import os
 import sys
 import sysconfig
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from alembic import command
 from backupsvc.db import api as db_api
 
 

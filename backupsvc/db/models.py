@@ -164,3 +164,20 @@ class Service(SoftDeleteMixin, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+
+
+class QuotaUsage(Base):
+    """What a project holds of a resource; changed only by conditional UPDATEs."""
+
+    __tablename__ = "quota_usages"
+    __table_args__ = (UniqueConstraint("project_id", "resource",
+                                       name="uniq_quota_usages0project_id0resource"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    resource: Mapped[str] = mapped_column(String(255), nullable=False)
+    in_use: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    created_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, default=timeutils.utcnow)
+    updated_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, onupdate=timeutils.utcnow)

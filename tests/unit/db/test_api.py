@@ -151,3 +151,42 @@ def test_usage_counts_live_backups(sqlite_db, project_ctx):
     _backup(sqlite_db, project_ctx, size=3)
     _backup(sqlite_db, project_ctx, size=4)
     assert sqlite_db.backup_usage(project_ctx, project_ctx.project_id) == (2, 7)
+
+
+def test_quota_is_exact_under_concurrent_creates(sqlite_db, project_ctx):
+    limits = {"backups": 3, "backup_gigabytes": 1000}
+    outcomes = []
+
+    def create():
+        try:
+            _backup_with_quota(sqlite_db, project_ctx, limits, size=1)
+            outcomes.append("ok")
+        except exception.BackupLimitExceeded:
+            outcomes.append("over")
+
+    threads = [threading.Thread(target=create) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 3 and outcomes.count("over") == 7
+    assert sqlite_db.backup_count(project_ctx) == 3
+    assert sqlite_db.quota_usage(project_ctx, project_ctx.project_id) == {
+        "backups": 3, "backup_gigabytes": 3}
+
+
+def test_quota_released_on_delete_and_gigabytes_enforced(sqlite_db, project_ctx):
+    limits = {"backups": 10, "backup_gigabytes": 5}
+    first = _backup_with_quota(sqlite_db, project_ctx, limits, size=4)
+    with pytest.raises(exception.BackupGigabytesExceeded, match="consumed"):
+        _backup_with_quota(sqlite_db, project_ctx, limits, size=2)
+    sqlite_db.backup_cas_status(project_ctx, first.id, B.ERROR, [B.CREATING])
+    sqlite_db.backup_cas_status(project_ctx, first.id, B.DELETING, [B.ERROR])
+    sqlite_db.backup_cas_status(project_ctx, first.id, B.DELETED, [B.DELETING])
+    assert sqlite_db.quota_usage(project_ctx, project_ctx.project_id)["backup_gigabytes"] == 0
+    _backup_with_quota(sqlite_db, project_ctx, limits, size=5)
+
+
+def _backup_with_quota(db, ctx, limits, size):
+    return db.backup_create(ctx, {"volume_id": str(uuid.uuid4()), "project_id": ctx.project_id,
+                                  "size": size}, quota_limits=limits)

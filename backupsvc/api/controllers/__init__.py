@@ -1,0 +1,1 @@
+"""Pecan controllers: version discovery (root) and the v3 resources."""

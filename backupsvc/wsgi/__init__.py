@@ -1,0 +1,1 @@
+"""WSGI entry points for servers that import an application (uWSGI, mod_wsgi)."""
