@@ -107,26 +107,30 @@ class BackupManager:
         self.host = host
         self._submit = submit
         self.source = FileVolumeSource.from_conf(CONF)
-        self.store = storage.get_store(CONF)
+        # Fail at start-up, not at the first job, if the repository is unusable.
+        storage.get_store(CONF)
         self.params = storage.engine_params(CONF)
         self.service = storage.service_name(CONF)
 
     # RPC endpoints (oslo.messaging dispatches these by name).
+    # The caller's context travels with the job: repositories that act with
+    # the user's own credentials (Swift per_user) need its token.
     def create_backup(self, context, backup_id):
-        self._submit(self._create_backup, backup_id)
+        self._submit(self._create_backup, backup_id, context)
 
     def restore_backup(self, context, backup_id, volume_id, volume_is_new):
-        self._submit(self._restore_backup, backup_id, volume_id, volume_is_new)
+        self._submit(self._restore_backup, backup_id, volume_id, volume_is_new, context)
 
     def delete_backup(self, context, backup_id):
-        self._submit(self._delete_backup, backup_id)
+        self._submit(self._delete_backup, backup_id, context)
 
     def import_record(self, context, backup_id):
-        self._submit(self._import_record, backup_id)
+        self._submit(self._import_record, backup_id, context)
 
     # ------------------------------------------------------------ create
-    def _create_backup(self, backup_id: str) -> None:
+    def _create_backup(self, backup_id: str, user_ctx=None) -> None:
         ctx = get_admin_context()
+        store = storage.get_store(CONF, user_ctx)
         backup = db.backup_get(ctx, backup_id, project_only=False)
         volume = db.volume_get(ctx, backup.volume_id, project_only=False)
         snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
@@ -138,8 +142,8 @@ class BackupManager:
                      backup.status)
             self._return_source(ctx, volume, snapshot)
             return
-        container = backup.container or self.store.default_container(backup.id)
-        prefix = self.store.object_prefix(volume.id, backup.id, backup.created_at)
+        container = backup.container or store.default_container(backup.id)
+        prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
         # Record where the objects go before writing any, so a crash or a
         # delete can always find and remove them.
         db.backup_update(ctx, backup.id, {
@@ -147,14 +151,15 @@ class BackupManager:
             "host": self.host})
         watch = StatusWatch(ctx, backup.id, B.CREATING)
         try:
-            result = self._run_backup(ctx, backup, volume, snapshot, container, prefix, watch)
+            result = self._run_backup(ctx, store, backup, volume, snapshot, container, prefix,
+                                      watch)
         except engine.Cancelled:
             LOG.info("Backup %s was cancelled; its objects were removed", backup.id)
             self._return_source(ctx, volume, snapshot)
             return
         except Exception as exc:
             LOG.exception("Backup %s failed", backup.id)
-            self._safe_delete(container, prefix)
+            self._safe_delete(store, container, prefix)
             db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
                                  fail_reason=str(exc)[:255] or type(exc).__name__)
             self._return_source(ctx, volume, snapshot)
@@ -168,14 +173,14 @@ class BackupManager:
         else:
             # Cancelled between the last check and the end: drop what we wrote.
             LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
-            self._safe_delete(container, prefix)
+            self._safe_delete(store, container, prefix)
         self._return_source(ctx, volume, snapshot)
 
-    def _run_backup(self, ctx, backup, volume, snapshot, container, prefix, watch):
+    def _run_backup(self, ctx, store, backup, volume, snapshot, container, prefix, watch):
         parent_shas = None
         if backup.parent_id:
             parent = db.backup_get(ctx, backup.parent_id, project_only=False)
-            block, parent_shas = engine.read_sha256s(self.store, parent.container,
+            block, parent_shas = engine.read_sha256s(store, parent.container,
                                                      parent.service_metadata)
             if block != self.params.sha_block_size:
                 raise exception.InvalidBackup(
@@ -183,14 +188,14 @@ class BackupManager:
                            "block size: %d. Old hash block size: %d. Do a full backup."
                     % (self.params.sha_block_size, block))
         location = snapshot.provider_location if snapshot else volume.provider_location
-        self.store.ensure_container(container)
+        store.ensure_container(container)
         size = self.source.size(location)
         desc = engine.BackupDescription(
             backup_id=backup.id, volume_id=volume.id, name=backup.display_name,
             description=backup.display_description, created_at=str(backup.created_at),
             parent_id=backup.parent_id, volume_meta=_volume_meta(volume, size))
         with self.source.open_read(location) as reader:
-            return engine.run_backup(reader, size, self.store,
+            return engine.run_backup(reader, size, store,
                                      container, prefix, desc, self.params,
                                      parent_sha256s=parent_shas, cancelled=watch)
 
@@ -205,11 +210,12 @@ class BackupManager:
         db.volume_cas_status(ctx, volume.id, previous, [V.BACKING_UP],
                              previous_status=V.BACKING_UP)
 
-    def _safe_delete(self, container: str | None, prefix: str | None) -> None:
+    @staticmethod
+    def _safe_delete(store, container: str | None, prefix: str | None) -> None:
         if not (container and prefix):
             return
         try:
-            engine.run_delete(self.store, container, prefix)
+            engine.run_delete(store, container, prefix)
         except Exception:
             LOG.exception("Could not remove objects %s/%s*", container, prefix)
 
@@ -224,8 +230,10 @@ class BackupManager:
                 raise exception.InvalidBackup(reason="Backup chain is too long or cyclic")
         return list(reversed(chain))
 
-    def _restore_backup(self, backup_id: str, volume_id: str, volume_is_new: bool) -> None:
+    def _restore_backup(self, backup_id: str, volume_id: str, volume_is_new: bool,
+                        user_ctx=None) -> None:
         ctx = get_admin_context()
+        store = storage.get_store(CONF, user_ctx)
         backup = db.backup_get(ctx, backup_id, project_only=False)
         volume = db.volume_get(ctx, volume_id, project_only=False)
         if backup.status != B.RESTORING or volume.status != V.RESTORING_BACKUP:
@@ -237,9 +245,9 @@ class BackupManager:
         try:
             chain = self._chain(ctx, backup)
             layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
-            metadata = engine.read_metadata(self.store, backup.container,
+            metadata = engine.read_metadata(store, backup.container,
                                             backup.service_metadata)
-            size = source_size(self.store, layers, metadata)
+            size = source_size(store, layers, metadata)
             target_size = self.source.size(volume.provider_location)
             if size > target_size:
                 raise exception.InvalidVolume(
@@ -248,7 +256,7 @@ class BackupManager:
             with self.source.open_write(volume.provider_location) as writer:
                 result = engine.run_restore(layers, writer, size, self.params,
                                             cancelled=watch, target_is_zeroed=volume_is_new,
-                                            store=self.store)
+                                            store=store)
             _apply_volume_meta(ctx, volume, metadata.volume_meta)
         except engine.Cancelled:
             LOG.info("Restore of backup %s to volume %s was cancelled", backup.id, volume.id)
@@ -269,15 +277,16 @@ class BackupManager:
                  result.bytes_written)
 
     # ------------------------------------------------------------ delete
-    def _delete_backup(self, backup_id: str) -> None:
+    def _delete_backup(self, backup_id: str, user_ctx=None) -> None:
         ctx = get_admin_context()
+        store = storage.get_store(CONF, user_ctx)
         backup = db.backup_get(ctx, backup_id, project_only=False)
         if backup.status != B.DELETING:
             LOG.info("Backup %s is %s, not deleting; nothing to do", backup_id, backup.status)
             return
         try:
             if backup.container and backup.service_metadata:
-                engine.run_delete(self.store, backup.container, backup.service_metadata)
+                engine.run_delete(store, backup.container, backup.service_metadata)
         except Exception as exc:
             LOG.exception("Deleting the objects of backup %s failed", backup.id)
             db.backup_cas_status(ctx, backup.id, B.ERROR_DELETING, [B.DELETING],
@@ -289,13 +298,14 @@ class BackupManager:
             LOG.info("Backup %s deleted", backup.id)
 
     # ------------------------------------------------------------ import
-    def _import_record(self, backup_id: str) -> None:
+    def _import_record(self, backup_id: str, user_ctx=None) -> None:
         ctx = get_admin_context()
+        store = storage.get_store(CONF, user_ctx)
         backup = db.backup_get(ctx, backup_id, project_only=False)
         if backup.status != B.CREATING:
             return
         try:
-            metadata = engine.read_metadata(self.store, backup.container,
+            metadata = engine.read_metadata(store, backup.container,
                                             backup.service_metadata)
             if metadata.backup_id != backup.id:
                 raise exception.InvalidBackup(

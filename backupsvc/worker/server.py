@@ -14,6 +14,7 @@ from backupsvc.states import BackupStatus as B
 from backupsvc.states import SnapshotStatus as S
 from backupsvc.states import VolumeStatus as V
 from backupsvc.worker import manager as worker_manager
+from backupsvc.worker import storage
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def recover(host: str, manager: worker_manager.BackupManager) -> None:
                         backup.id)
             if db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
                                     fail_reason=RESTART_REASON):
-                manager._safe_delete(backup.container, backup.service_metadata)
+                manager._safe_delete(storage.get_store(CONF), backup.container,
+                                     backup.service_metadata)
                 _return_backup_source(ctx, backup)
         elif backup.status == B.RESTORING:
             LOG.warning("Backup %s was restoring when this worker stopped", backup.id)

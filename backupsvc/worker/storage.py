@@ -22,7 +22,8 @@ def service_name(conf: cfg.ConfigOpts = CONF) -> str:
     return DRIVER_CLASS_PATHS[driver_name(conf)]
 
 
-def get_store(conf: cfg.ConfigOpts = CONF):
+def get_store(conf: cfg.ConfigOpts = CONF, context=None):
+    """The configured repository; ``context`` is the requesting user's (per_user auth)."""
     name = driver_name(conf)
     if name == "posix":
         return PosixStore.from_conf(conf)
