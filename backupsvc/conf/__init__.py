@@ -22,6 +22,5 @@ logging.register_options(CONF)
 # before the first transport exists.
 messaging.set_transport_defaults(control_exchange="backupsvc")
 for _group, _opts in messaging_opts.list_opts():
-    if _group in (None, "DEFAULT"):
-        CONF.register_opts(_opts)
+    CONF.register_opts(_opts, group=None if _group in (None, "DEFAULT") else _group)
 db_options.set_defaults(CONF, connection="sqlite:////var/lib/backupsvc/backupsvc.sqlite")

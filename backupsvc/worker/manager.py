@@ -12,7 +12,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from backupsvc import exception
+from backupsvc import exception, notifications
 from backupsvc.chunking import engine
 from backupsvc.context import get_admin_context
 from backupsvc.db import api as db
@@ -150,12 +150,18 @@ class BackupManager:
             "container": container, "service_metadata": prefix, "service": self.service,
             "host": self.host})
         watch = StatusWatch(ctx, backup.id, B.CREATING)
+        backup = db.backup_get(ctx, backup.id, project_only=False)
+        notifications.notify(ctx, backup, "create.start")
+        progress = notifications.ProgressReporter(
+            ctx, backup, CONF.backup_object_number_per_notification * self.params.chunk_size,
+            CONF.backup_timer_interval if storage.progress_timer_enabled(CONF) else None)
         try:
             result = self._run_backup(ctx, store, backup, volume, snapshot, container, prefix,
-                                      watch)
+                                      watch, progress)
         except engine.Cancelled:
             LOG.info("Backup %s was cancelled; its objects were removed", backup.id)
             self._return_source(ctx, volume, snapshot)
+            self._notify_current(ctx, backup.id, "create.end")
             return
         except Exception as exc:
             LOG.exception("Backup %s failed", backup.id)
@@ -163,7 +169,9 @@ class BackupManager:
             db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
                                  fail_reason=str(exc)[:255] or type(exc).__name__)
             self._return_source(ctx, volume, snapshot)
+            self._notify_current(ctx, backup.id, "create.error")
             return
+        progress.send(1, 1)
         if db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.CREATING],
                                 object_count=result.object_count, size=volume.size):
             if backup.parent_id:
@@ -175,8 +183,16 @@ class BackupManager:
             LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
             self._safe_delete(store, container, prefix)
         self._return_source(ctx, volume, snapshot)
+        self._notify_current(ctx, backup.id, "create.end")
 
-    def _run_backup(self, ctx, store, backup, volume, snapshot, container, prefix, watch):
+    @staticmethod
+    def _notify_current(ctx, backup_id: str, suffix: str) -> None:
+        """Notify with the row as it is now (status, counts, fail_reason)."""
+        row = db.backup_get(ctx, backup_id, project_only=False, read_deleted=True)
+        notifications.notify(ctx, row, suffix)
+
+    def _run_backup(self, ctx, store, backup, volume, snapshot, container, prefix, watch,
+                    progress):
         parent_shas = None
         if backup.parent_id:
             parent = db.backup_get(ctx, backup.parent_id, project_only=False)
@@ -197,7 +213,8 @@ class BackupManager:
         with self.source.open_read(location) as reader:
             return engine.run_backup(reader, size, store,
                                      container, prefix, desc, self.params,
-                                     parent_sha256s=parent_shas, cancelled=watch)
+                                     parent_sha256s=parent_shas, cancelled=watch,
+                                     progress=progress)
 
     @staticmethod
     def _return_source(ctx, volume, snapshot) -> None:
@@ -242,6 +259,7 @@ class BackupManager:
             db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
             return
         watch = StatusWatch(ctx, backup.id, B.RESTORING)
+        notifications.notify(ctx, backup, "restore.start", volume_id=volume.id)
         try:
             chain = self._chain(ctx, backup)
             layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
@@ -264,15 +282,19 @@ class BackupManager:
             db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR, B.RESTORING],
                                  admin_override=True)
             db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
+            self._notify_current(ctx, backup.id, "restore.end")
             return
         except Exception as exc:
             LOG.exception("Restore of backup %s to volume %s failed", backup.id, volume.id)
             db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
             db.volume_cas_status(ctx, volume.id, V.ERROR_RESTORING, [V.RESTORING_BACKUP])
-            LOG.error("Restore failure reason: %s", exc)
+            row = db.backup_get(ctx, backup.id, project_only=False)
+            notifications.notify(ctx, row, "restore.error", volume_id=volume.id,
+                                 fail_reason=str(exc)[:255])
             return
         db.volume_cas_status(ctx, volume.id, V.AVAILABLE, [V.RESTORING_BACKUP])
         db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+        self._notify_current(ctx, backup.id, "restore.end")
         LOG.info("Restored backup %s to volume %s: %d bytes written", backup.id, volume.id,
                  result.bytes_written)
 
@@ -284,6 +306,7 @@ class BackupManager:
         if backup.status != B.DELETING:
             LOG.info("Backup %s is %s, not deleting; nothing to do", backup_id, backup.status)
             return
+        notifications.notify(ctx, backup, "delete.start")
         try:
             if backup.container and backup.service_metadata:
                 engine.run_delete(store, backup.container, backup.service_metadata)
@@ -291,11 +314,13 @@ class BackupManager:
             LOG.exception("Deleting the objects of backup %s failed", backup.id)
             db.backup_cas_status(ctx, backup.id, B.ERROR_DELETING, [B.DELETING],
                                  fail_reason=str(exc)[:255])
+            self._notify_current(ctx, backup.id, "delete.error")
             return
         if db.backup_cas_status(ctx, backup.id, B.DELETED, [B.DELETING]):
             if backup.parent_id:
                 db.backup_adjust_dependents(ctx, backup.parent_id, -1)
             LOG.info("Backup %s deleted", backup.id)
+            self._notify_current(ctx, backup.id, "delete.end")
 
     # ------------------------------------------------------------ import
     def _import_record(self, backup_id: str, user_ctx=None) -> None:

@@ -45,3 +45,10 @@ def check_config(conf: cfg.ConfigOpts = CONF) -> None:
     get_store(conf)
     check_chunk_sizes(conf.backup_file_size, conf.backup_sha_block_size_bytes,
                       "backup_file_size", "backup_sha_block_size_bytes")
+
+
+def progress_timer_enabled(conf: cfg.ConfigOpts = CONF) -> bool:
+    """Cinder's per-driver switch for periodic progress notifications."""
+    if driver_name(conf) == "swift" and hasattr(conf, "backup_swift_enable_progress_timer"):
+        return conf.backup_swift_enable_progress_timer
+    return conf.backup_enable_progress_timer

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import time
 import uuid
 
 import pytest
@@ -220,3 +221,56 @@ def test_metadata_files_use_cinder_format(env):
     assert meta["backup_id"] == backup.id and meta["backup_name"] == "fmt"
     assert sha["chunk_size"] == 4096
     assert len(sha["sha256s"]) == os.path.getsize(vol.provider_location) // 4096
+
+
+def test_notifications_sequence_and_progress(env):
+    """Listen on the in-process transport and check what a backup announces."""
+    import oslo_messaging as messaging
+
+    from backupsvc import notifications, rpc
+
+    ctx, mgr, tmp = env
+    CONF.set_override("driver", ["messagingv2"], group="oslo_messaging_notifications")
+    CONF.set_override("backup_object_number_per_notification", 1)
+    notifications._notifiers.clear()
+    events = []
+
+    class Endpoint:
+        def info(self, ctxt, publisher_id, event_type, payload, metadata):
+            events.append((event_type, payload))
+
+        def error(self, ctxt, publisher_id, event_type, payload, metadata):
+            events.append((event_type, payload))
+
+    rpc.init()
+    listener = messaging.get_notification_listener(
+        rpc._NOTIFICATION_TRANSPORT, [messaging.Target(topic="notifications")],
+        [Endpoint()], executor="threading")
+    listener.start()
+    try:
+        vol = _sparse_volume(ctx, random.Random(11))
+        backup = backups.create(ctx, vol.id)
+        mgr._create_backup(backup.id)
+        result = backups.restore(ctx, backup.id)
+        mgr._restore_backup(backup.id, result["volume_id"], True)
+        backups.delete(ctx, backup.id)
+        mgr._delete_backup(backup.id)
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(e == "backup.delete.end" for e, _ in events):
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+        listener.wait()
+        CONF.clear_override("driver", group="oslo_messaging_notifications")
+        CONF.clear_override("backup_object_number_per_notification")
+        notifications._notifiers.clear()
+    names = [e for e, _ in events]
+    lifecycle = [n for n in names if n != "backup.createprogress"]
+    assert lifecycle == ["backup.create.start", "backup.create.end", "backup.restore.start",
+                         "backup.restore.end", "backup.delete.start", "backup.delete.end"]
+    percents = [p["backup_percent"] for e, p in events if e == "backup.createprogress"]
+    assert len(percents) >= 3 and percents == sorted(percents) and percents[-1] == 100
+    assert 0 < percents[0] < 100
+    end = dict(events)["backup.create.end"]
+    assert end["backup_id"] == backup.id and end["status"] == "available"
+    assert end["tenant_id"] == ctx.project_id and end["size"] == 1
