@@ -256,6 +256,8 @@ class BackupManager:
         if backup.status != B.RESTORING or volume.status != V.RESTORING_BACKUP:
             LOG.warning("Restore of backup %s to volume %s not started: backup is %s, "
                         "volume is %s", backup_id, volume_id, backup.status, volume.status)
+            # Cancelled before it started: same outcome as a cancel mid-way.
+            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR], admin_override=True)
             db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
             return
         watch = StatusWatch(ctx, backup.id, B.RESTORING)

@@ -274,3 +274,17 @@ def test_notifications_sequence_and_progress(env):
     end = dict(events)["backup.create.end"]
     assert end["backup_id"] == backup.id and end["status"] == "available"
     assert end["tenant_id"] == ctx.project_id and end["size"] == 1
+
+
+def test_reset_to_error_cancels_a_restore(env):
+    ctx, mgr, tmp = env
+    admin = ctx.elevated()
+    vol = _sparse_volume(ctx, random.Random(13))
+    backup = backups.create(ctx, vol.id)
+    mgr._create_backup(backup.id)
+    result = backups.restore(ctx, backup.id)
+    assert backups.get(ctx, backup.id).status == B.RESTORING
+    backups.reset_status(admin, backup.id, "error")
+    mgr._restore_backup(backup.id, result["volume_id"], True)
+    assert backups.get(ctx, backup.id).status == B.AVAILABLE
+    assert db.volume_get(ctx, result["volume_id"]).status == V.ERROR
