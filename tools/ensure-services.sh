@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure RabbitMQ and MariaDB answer on 127.0.0.1; start them if installed
+# Make sure RabbitMQ, MariaDB and PostgreSQL answer on 127.0.0.1; start them if installed
 # but stopped; fail clearly if they are not installed.
 set -uo pipefail
 
@@ -39,4 +39,15 @@ if ! port_open 3306; then
         exit 1
     fi
 fi
-echo "RabbitMQ and MariaDB are up."
+if ! port_open 5432; then
+    if ls /etc/postgresql >/dev/null 2>&1 && command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "Starting PostgreSQL..."
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+        wait_port 5432 PostgreSQL
+    else
+        echo "ERROR: PostgreSQL is not installed and nothing listens on 127.0.0.1:5432." >&2
+        echo "       Install it: apt-get install -y postgresql" >&2
+        exit 1
+    fi
+fi
+echo "RabbitMQ, MariaDB and PostgreSQL are up."

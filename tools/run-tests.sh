@@ -22,7 +22,11 @@ fi
 # the functional tests use are the installed ones.
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps .
 "$VENV/bin/python" -m pip install -q ".[test]"
+# Real servers the functional tests start themselves (installed if missing).
+tools/install-swift.sh "$VENV"
+tools/install-nfs.sh "$VENV"
 
-export PATH="$PWD/$VENV/bin:$PATH"
+VENV_BIN=$(cd "$VENV/bin" && pwd)
+export PATH="$VENV_BIN:$PATH"
 "$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

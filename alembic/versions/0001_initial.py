@@ -7,6 +7,10 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# Microsecond precision on MySQL/MariaDB (whole seconds otherwise).
+DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = "0001_initial"
 down_revision = None
@@ -16,9 +20,9 @@ depends_on = None
 
 def _soft_delete_columns():
     return [
-        sa.Column("created_at", sa.DateTime()),
-        sa.Column("updated_at", sa.DateTime()),
-        sa.Column("deleted_at", sa.DateTime()),
+        sa.Column("created_at", DateTime),
+        sa.Column("updated_at", DateTime),
+        sa.Column("deleted_at", DateTime),
         sa.Column("deleted", sa.Boolean(), nullable=False),
     ]
 
@@ -49,7 +53,7 @@ def upgrade() -> None:
         _uuid("temp_volume_id"), _uuid("temp_snapshot_id"),
         sa.Column("num_dependent_backups", sa.Integer()),
         _uuid("snapshot_id"),
-        sa.Column("data_timestamp", sa.DateTime()),
+        sa.Column("data_timestamp", DateTime),
         _uuid("restore_volume_id"),
         _uuid("encryption_key_id"),
     )
@@ -80,10 +84,10 @@ def upgrade() -> None:
         sa.Column("multiattach", sa.Boolean(), nullable=False),
         _uuid("snapshot_id"), _uuid("source_volid"), _uuid("volume_type_id"),
         _uuid("encryption_key_id"),
-        sa.Column("launched_at", sa.DateTime()),
+        sa.Column("launched_at", DateTime),
         _uuid("attachment_id"), _uuid("attached_instance_uuid"),
         _str("attached_host"), _str("attach_mountpoint"),
-        sa.Column("attach_time", sa.DateTime()),
+        sa.Column("attach_time", DateTime),
     )
     op.create_index("volumes_deleted_project_id_idx", "volumes", ["deleted", "project_id"])
 
@@ -119,7 +123,7 @@ def upgrade() -> None:
         sa.Column("report_count", sa.Integer(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         _str("availability_zone"),
-        sa.Column("heartbeat_at", sa.DateTime()),
+        sa.Column("heartbeat_at", DateTime),
         sa.UniqueConstraint("host", "binary", "deleted",
                             name="uniq_services0host0binary0deleted"),
     )

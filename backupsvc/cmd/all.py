@@ -25,7 +25,7 @@ def embedded_defaults() -> dict:
     state = os.path.abspath("backupsvc-data")
     return {
         "state_path": state,
-        "database.connection": "sqlite:///%s" % os.path.join(state, "backupsvc.sqlite"),
+        "database.connection": "sqlite:///$state_path/backupsvc.sqlite",
         "transport_url": "fake://",
         "backup_driver": "posix",
         "osapi_volume_listen": "127.0.0.1",
@@ -49,8 +49,12 @@ class EmbeddedService(worker_cmd.WorkerProcessService):
         from backupsvc.api.app import setup_app
         from backupsvc.db import migration
 
-        os.makedirs(CONF.state_path, exist_ok=True)
-        migration.upgrade()
+        try:
+            os.makedirs(CONF.state_path, exist_ok=True)
+            migration.upgrade()
+        except Exception:
+            LOG.exception("Could not prepare the embedded database in %s", CONF.state_path)
+            os._exit(1)
         super().start()
         self.httpd = simple_server.make_server(
             CONF.osapi_volume_listen, CONF.osapi_volume_listen_port, setup_app(),

@@ -36,6 +36,8 @@ def gunicorn_options() -> dict:
         "graceful_timeout": 10,
         "accesslog": None,
         "proc_name": "backupsvc-api",
+        # One shared control socket per user would collide between API servers.
+        "control_socket_disable": True,
     }
 
 

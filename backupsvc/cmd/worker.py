@@ -1,5 +1,6 @@
 """backupsvc-worker: serve backup, restore and delete jobs over RPC."""
 
+import os
 import signal
 import sys
 import threading
@@ -25,8 +26,14 @@ class WorkerProcessService(service.Service):
         from backupsvc.worker.server import WorkerService
 
         super().start()
-        self.worker = WorkerService()
-        self.worker.start()
+        try:
+            self.worker = WorkerService()
+            self.worker.start()
+        except Exception:
+            # The launcher would log this and carry on; a worker that cannot
+            # start must exit non-zero so that its supervisor sees it.
+            LOG.exception("The worker could not start")
+            os._exit(1)
 
     def stop(self, graceful=False):
         if self.worker is not None:
@@ -36,11 +43,12 @@ class WorkerProcessService(service.Service):
 
 def check_worker_config() -> None:
     from backupsvc.db import api as db_api
+    from backupsvc.drivers.base import StoreError
     from backupsvc.worker import storage
 
     try:
         storage.check_config(CONF)
-    except (ValueError, storage.DriverNotAvailable) as exc:
+    except (ValueError, storage.DriverNotAvailable, StoreError) as exc:
         sys.exit("backupsvc-worker: configuration error: %s" % exc)
     db_api.configure()
 

@@ -10,11 +10,11 @@ from oslo_db import options as db_options
 from oslo_log import log as logging
 from oslo_messaging import opts as messaging_opts
 
-from backupsvc.conf import api, backup, quota, service, volumes
+from backupsvc.conf import api, backup, nfs, quota, service, swift, volumes
 
 CONF = cfg.CONF
 
-for _module in (api, backup, quota, service, volumes):
+for _module in (api, backup, nfs, quota, service, swift, volumes):
     _module.register_opts(CONF)
 
 logging.register_options(CONF)

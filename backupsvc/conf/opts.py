@@ -2,11 +2,11 @@
 
 import itertools
 
-from backupsvc.conf import api, backup, quota, service, volumes
+from backupsvc.conf import api, backup, nfs, quota, service, swift, volumes
 
 
 def list_opts():
     return [
-        ("DEFAULT", list(itertools.chain(api.opts, backup.opts, quota.opts,
-                                         service.opts, volumes.opts))),
+        ("DEFAULT", list(itertools.chain(api.opts, backup.opts, nfs.opts, quota.opts,
+                                         service.opts, swift.opts, volumes.opts))),
     ]

@@ -290,6 +290,21 @@ def backup_cas_status(context, backup_id: str, to_status: str,
         return result.rowcount == 1
 
 
+def backup_complete(context, backup_id: str, parent_id: str | None, **values) -> bool:
+    """creating -> available and the parent's dependents +1, in one transaction."""
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Backup)
+            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
+                   models.Backup.status == states.BackupStatus.CREATING)
+            .values(status=states.BackupStatus.AVAILABLE, updated_at=_now(), **values))
+        if result.rowcount == 1 and parent_id:
+            counter = func.coalesce(models.Backup.num_dependent_backups, 0)
+            session.execute(update(models.Backup).where(models.Backup.id == parent_id)
+                            .values(num_dependent_backups=counter + 1))
+        return result.rowcount == 1
+
+
 def backup_update(context, backup_id: str, values: dict,
                   metadata: dict | None = None) -> models.Backup:
     """Update non-status fields (name, description, metadata, counters)."""

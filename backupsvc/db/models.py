@@ -8,7 +8,12 @@ import datetime
 
 from oslo_utils import timeutils
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# MySQL/MariaDB DATETIME keeps whole seconds unless told otherwise; backups
+# taken within one second must still order (incremental parent choice).
+DateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):

@@ -166,23 +166,23 @@ class BackupManager:
         except Exception as exc:
             LOG.exception("Backup %s failed", backup.id)
             self._safe_delete(store, container, prefix)
+            self._return_source(ctx, volume, snapshot)
             db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
                                  fail_reason=str(exc)[:255] or type(exc).__name__)
-            self._return_source(ctx, volume, snapshot)
             self._notify_current(ctx, backup.id, "create.error")
             return
         progress.send(1, 1)
-        if db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.CREATING],
-                                object_count=result.object_count, size=volume.size):
-            if backup.parent_id:
-                db.backup_adjust_dependents(ctx, backup.parent_id, 1)
+        # The volume first: a client that sees the backup available may at
+        # once back the volume up again.
+        self._return_source(ctx, volume, snapshot)
+        if db.backup_complete(ctx, backup.id, backup.parent_id,
+                              object_count=result.object_count, size=volume.size):
             LOG.info("Backup %s is available: %d objects, %d bytes read, %d stored",
                      backup.id, result.object_count, result.bytes_read, result.bytes_stored)
         else:
             # Cancelled between the last check and the end: drop what we wrote.
             LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
             self._safe_delete(store, container, prefix)
-        self._return_source(ctx, volume, snapshot)
         self._notify_current(ctx, backup.id, "create.end")
 
     @staticmethod

@@ -4,7 +4,10 @@ from oslo_config import cfg
 
 from backupsvc.chunking.engine import EngineParams
 from backupsvc.conf.backup import DRIVER_CLASS_PATHS, check_chunk_sizes, driver_short_name
+from backupsvc.drivers import nfs
 from backupsvc.drivers.posix import PosixStore
+from backupsvc.drivers.swift import SwiftStore
+from backupsvc.drivers.swift import check_sizes as check_swift_sizes
 
 CONF = cfg.CONF
 
@@ -27,14 +30,20 @@ def get_store(conf: cfg.ConfigOpts = CONF, context=None):
     name = driver_name(conf)
     if name == "posix":
         return PosixStore.from_conf(conf)
-    raise DriverNotAvailable(
-        "backup_driver %s is not available in this release; set backup_driver = posix "
-        "(the Swift and NFS drivers are being built)" % conf.backup_driver)
+    if name == "swift":
+        return SwiftStore.from_conf(conf, context)
+    if name == "nfs":
+        return nfs.from_conf(conf)
+    raise DriverNotAvailable("backup_driver %s is not available" % conf.backup_driver)
 
 
 def engine_params(conf: cfg.ConfigOpts = CONF) -> EngineParams:
-    return EngineParams(chunk_size=conf.backup_file_size,
-                        sha_block_size=conf.backup_sha_block_size_bytes,
+    """Chunk and SHA block sizes come from the driver's own options, as in Cinder."""
+    if driver_name(conf) == "swift":
+        chunk, block = conf.backup_swift_object_size, conf.backup_swift_block_size
+    else:
+        chunk, block = conf.backup_file_size, conf.backup_sha_block_size_bytes
+    return EngineParams(chunk_size=chunk, sha_block_size=block,
                         compression=conf.backup_compression_algorithm,
                         workers=conf.backup_engine_threads,
                         skip_zero_blocks=conf.backup_skip_zero_blocks)
@@ -43,8 +52,11 @@ def engine_params(conf: cfg.ConfigOpts = CONF) -> EngineParams:
 def check_config(conf: cfg.ConfigOpts = CONF) -> None:
     """Refuse to start with a configuration that would fail every backup."""
     get_store(conf)
-    check_chunk_sizes(conf.backup_file_size, conf.backup_sha_block_size_bytes,
-                      "backup_file_size", "backup_sha_block_size_bytes")
+    if driver_name(conf) == "swift":
+        check_swift_sizes(conf)
+    else:
+        check_chunk_sizes(conf.backup_file_size, conf.backup_sha_block_size_bytes,
+                          "backup_file_size", "backup_sha_block_size_bytes")
 
 
 def progress_timer_enabled(conf: cfg.ConfigOpts = CONF) -> bool:
