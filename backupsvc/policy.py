@@ -14,9 +14,12 @@ CONF = cfg.CONF
 ADMIN_API = "is_admin:True or (role:admin and is_admin_project:True)"
 ADMIN_OR_READER = "role:admin or (role:reader and project_id:%(project_id)s)"
 ADMIN_OR_MEMBER = "role:admin or (role:member and project_id:%(project_id)s)"
-# noauth users and plain project members both count as members here.
-ADMIN_OR_PROJECT = ("role:admin or ((role:member or role:reader or role:_member_) "
-                    "and project_id:%(project_id)s)")
+# Keystone implies reader from member; noauth's X-Roles does not, so reads
+# accept any project role and writes need member (or the legacy _member_).
+PROJECT_READER = ("role:admin or ((role:reader or role:member or role:_member_) "
+                  "and project_id:%(project_id)s)")
+PROJECT_MEMBER = ("role:admin or ((role:member or role:_member_) "
+                  "and project_id:%(project_id)s)")
 
 
 def _rule(name, check, description, operations):
@@ -27,15 +30,15 @@ def _rule(name, check, description, operations):
 
 RULES = [
     policy.RuleDefault("admin_api", ADMIN_API, "Admin-only API."),
-    _rule("backup:get_all", ADMIN_OR_PROJECT, "List backups.",
+    _rule("backup:get_all", PROJECT_READER, "List backups.",
           [("GET", "/backups"), ("GET", "/backups/detail")]),
-    _rule("backup:get", ADMIN_OR_PROJECT, "Show a backup.", [("GET", "/backups/{backup_id}")]),
-    _rule("backup:create", ADMIN_OR_PROJECT, "Create a backup.", [("POST", "/backups")]),
-    _rule("backup:update", ADMIN_OR_PROJECT, "Update a backup.",
+    _rule("backup:get", PROJECT_READER, "Show a backup.", [("GET", "/backups/{backup_id}")]),
+    _rule("backup:create", PROJECT_MEMBER, "Create a backup.", [("POST", "/backups")]),
+    _rule("backup:update", PROJECT_MEMBER, "Update a backup.",
           [("PUT", "/backups/{backup_id}")]),
-    _rule("backup:delete", ADMIN_OR_PROJECT, "Delete a backup.",
+    _rule("backup:delete", PROJECT_MEMBER, "Delete a backup.",
           [("DELETE", "/backups/{backup_id}")]),
-    _rule("backup:restore", ADMIN_OR_PROJECT, "Restore a backup.",
+    _rule("backup:restore", PROJECT_MEMBER, "Restore a backup.",
           [("POST", "/backups/{backup_id}/restore")]),
     _rule("backup:export-import", "rule:admin_api", "Export a backup record.",
           [("GET", "/backups/{backup_id}/export_record")]),
@@ -48,29 +51,29 @@ RULES = [
     _rule("volume_extension:backup_admin_actions:force_delete", "rule:admin_api",
           "Force-delete a backup (cancels a running backup).",
           [("POST", "/backups/{backup_id}/action")]),
-    _rule("volume:create", ADMIN_OR_PROJECT, "Create a volume.", [("POST", "/volumes")]),
-    _rule("volume:get", ADMIN_OR_PROJECT, "Show a volume.", [("GET", "/volumes/{volume_id}")]),
-    _rule("volume:get_all", ADMIN_OR_PROJECT, "List volumes.", [("GET", "/volumes")]),
-    _rule("volume:update", ADMIN_OR_PROJECT, "Update a volume.",
+    _rule("volume:create", PROJECT_MEMBER, "Create a volume.", [("POST", "/volumes")]),
+    _rule("volume:get", PROJECT_READER, "Show a volume.", [("GET", "/volumes/{volume_id}")]),
+    _rule("volume:get_all", PROJECT_READER, "List volumes.", [("GET", "/volumes")]),
+    _rule("volume:update", PROJECT_MEMBER, "Update a volume.",
           [("PUT", "/volumes/{volume_id}")]),
-    _rule("volume:delete", ADMIN_OR_PROJECT, "Delete a volume.",
+    _rule("volume:delete", PROJECT_MEMBER, "Delete a volume.",
           [("DELETE", "/volumes/{volume_id}")]),
-    _rule("volume_extension:volume_actions:attach", ADMIN_OR_PROJECT, "Attach a volume.",
+    _rule("volume_extension:volume_actions:attach", PROJECT_MEMBER, "Attach a volume.",
           [("POST", "/volumes/{volume_id}/action")]),
-    _rule("volume_extension:volume_actions:detach", ADMIN_OR_PROJECT, "Detach a volume.",
+    _rule("volume_extension:volume_actions:detach", PROJECT_MEMBER, "Detach a volume.",
           [("POST", "/volumes/{volume_id}/action")]),
     _rule("volume_extension:volume_admin_actions:reset_status", "rule:admin_api",
           "Reset a volume's status.", [("POST", "/volumes/{volume_id}/action")]),
     _rule("volume_extension:volume_manage", "rule:admin_api",
           "Adopt an existing file or block device as a volume.",
           [("POST", "/os-volume-manage")]),
-    _rule("volume:create_snapshot", ADMIN_OR_PROJECT, "Create a snapshot.",
+    _rule("volume:create_snapshot", PROJECT_MEMBER, "Create a snapshot.",
           [("POST", "/snapshots")]),
-    _rule("volume:get_snapshot", ADMIN_OR_PROJECT, "Show a snapshot.",
+    _rule("volume:get_snapshot", PROJECT_READER, "Show a snapshot.",
           [("GET", "/snapshots/{snapshot_id}")]),
-    _rule("volume:get_all_snapshots", ADMIN_OR_PROJECT, "List snapshots.",
+    _rule("volume:get_all_snapshots", PROJECT_READER, "List snapshots.",
           [("GET", "/snapshots")]),
-    _rule("volume:delete_snapshot", ADMIN_OR_PROJECT, "Delete a snapshot.",
+    _rule("volume:delete_snapshot", PROJECT_MEMBER, "Delete a snapshot.",
           [("DELETE", "/snapshots/{snapshot_id}")]),
 ]
 

@@ -25,6 +25,9 @@ fi
 # Real servers the functional tests start themselves (installed if missing).
 tools/install-swift.sh "$VENV"
 tools/install-nfs.sh "$VENV"
+tools/install-keystone.sh "$VENV"
+# The stock clients live in their own venv, as on a user's machine.
+tools/install-clients.sh .venv-clients
 
 VENV_BIN=$(cd "$VENV/bin" && pwd)
 export PATH="$VENV_BIN:$PATH"

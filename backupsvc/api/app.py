@@ -8,10 +8,13 @@ Outermost first:
    headers on responses that never reached pecan (e.g. a 413 below).
 3. ``BodySizeLimit``: refuses bodies above ``osapi_max_request_body_size``.
 4. Authentication, chosen by ``auth_strategy``: ``NoAuthMiddleware`` or
-   keystonemiddleware. Either leaves the caller's identity in the
-   ``X-User-Id`` / ``X-Project-Id`` / ``X-Roles`` headers, which is all the
-   ContextHook reads. Version discovery stays public in both modes.
-5. pecan, with the Context, Microversion and Fault hooks.
+   keystonemiddleware's ``auth_token`` (see ``backupsvc.api.auth``). Either
+   leaves the caller's identity in the ``X-User-Id`` / ``X-Project-Id`` /
+   ``X-Roles`` headers (auth_token adds the token, the service catalog,
+   ``X-Is-Admin-Project``...). Version discovery stays public in both modes.
+5. pecan, with the Context, Microversion and Fault hooks (in keystone mode
+   the context hook is ``auth.KeystoneContextHook``, which builds the context
+   with ``RequestContext.from_environ``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from oslo_log import log as logging
 from oslo_middleware import request_id
 
 from backupsvc import conf as _conf  # noqa: F401  (registers options)
-from backupsvc.api import errors, hooks, microversions
+from backupsvc.api import auth, errors, hooks, microversions
 from backupsvc.api.controllers import root
 
 CONF = cfg.CONF
@@ -165,22 +168,23 @@ def _authenticated(app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp:
     if conf.auth_strategy == "noauth":
         return NoAuthMiddleware(app)
     if conf.auth_strategy == "keystone":
-        try:
-            from keystonemiddleware import auth_token
-        except ImportError as exc:
-            raise RuntimeError(
-                "auth_strategy = keystone needs the keystonemiddleware package; "
-                "install it or set auth_strategy = noauth") from exc
         # auth_token validates the token and sets X-User-Id / X-Project-Id /
-        # X-Roles (removing any the client sent), which ContextHook reads.
-        return auth_token.AuthProtocol(app, {"oslo_config_project": "backupsvc"})
+        # X-Roles / X-Service-Catalog... (removing any the client sent);
+        # refusals are rendered as Cinder faults (backupsvc.api.auth).
+        return auth.keystone_pipeline(app, conf)
     raise RuntimeError("unknown auth_strategy %r" % conf.auth_strategy)
 
 
-def setup_pecan_app() -> pecan.Pecan:
+def _context_hook(conf: cfg.ConfigOpts) -> hooks.ContextHook:
+    if conf.auth_strategy == "keystone":
+        return auth.KeystoneContextHook()
+    return hooks.ContextHook()
+
+
+def setup_pecan_app(conf: cfg.ConfigOpts = CONF) -> pecan.Pecan:
     return pecan.Pecan(
         root.RootController(),
-        hooks=[hooks.ContextHook(), hooks.MicroversionHook(), hooks.FaultHook()],
+        hooks=[_context_hook(conf), hooks.MicroversionHook(), hooks.FaultHook()],
         default_renderer="json",
         force_canonical=False,               # /v3 and /v3/ both answer, no redirect
         guess_content_type_from_ext=False,   # ids are never file names
@@ -189,7 +193,7 @@ def setup_pecan_app() -> pecan.Pecan:
 
 def setup_app(conf: cfg.ConfigOpts = CONF) -> WSGIApp:
     """Build the API's WSGI application from the loaded configuration."""
-    app = setup_pecan_app()
+    app = setup_pecan_app(conf)
     app = PublicDiscovery(_authenticated(app, conf), app)
     app = BodySizeLimit(app, conf)
     app = EdgeMiddleware(app)

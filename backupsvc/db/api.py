@@ -330,6 +330,19 @@ def backup_has_children(context, backup_id: str) -> bool:
                    models.Backup.deleted == False)) > 0  # noqa: E712
 
 
+def backup_objects_shared(context, backup) -> bool:
+    """Another live row uses the same objects (a record imported under a new id)."""
+    if not (backup.container and backup.service_metadata):
+        return False
+    with main_context_manager.reader.using(context) as session:
+        return session.scalar(
+            select(func.count()).select_from(models.Backup)
+            .where(models.Backup.id != backup.id,
+                   models.Backup.container == backup.container,
+                   models.Backup.service_metadata == backup.service_metadata,
+                   models.Backup.deleted == False)) > 0  # noqa: E712
+
+
 def backup_adjust_dependents(context, backup_id: str, delta: int) -> None:
     """Atomic counter change in SQL; decrements never go below zero."""
     counter = func.coalesce(models.Backup.num_dependent_backups, 0)

@@ -18,7 +18,9 @@ LIST_SPEC = common.ListSpec(
     like_filters=frozenset({"name", "status", "volume_id"}),
     sort_keys=frozenset({"id", "created_at", "updated_at", "status", "size", "object_count",
                          "volume_id", "snapshot_id", "container", "availability_zone",
-                         "data_timestamp", "user_id", "project_id"}),
+                         "data_timestamp", "user_id", "project_id",
+                         # cinderclient sends the column name for "name"
+                         "display_name"}),
     name_sort_since=mv.BACKUP_SORT_NAME,
 )
 ACTIONS = {

@@ -12,7 +12,7 @@ LIST_SPEC = common.ListSpec(
     filters=frozenset({"name", "status", "volume_id"}),
     like_filters=frozenset({"name", "status", "volume_id"}),
     sort_keys=frozenset({"id", "created_at", "updated_at", "status", "volume_id",
-                         "volume_size", "user_id", "project_id"}),
+                         "volume_size", "user_id", "project_id", "display_name"}),
 )
 
 

@@ -17,7 +17,7 @@ LIST_SPEC = common.ListSpec(
     filters=frozenset({"name", "status", "availability_zone", "bootable", "size"}),
     like_filters=frozenset({"name", "status", "availability_zone"}),
     sort_keys=frozenset({"id", "created_at", "updated_at", "status", "size",
-                         "availability_zone", "bootable", "user_id", "project_id"}),
+                         "availability_zone", "bootable", "user_id", "project_id", "display_name"}),
     converters={"bootable": common.bool_param, "size": common.int_filter},
 )
 ACTIONS = {
