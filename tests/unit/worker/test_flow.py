@@ -339,3 +339,30 @@ def test_backup_of_a_snapshot(env):
     result = backups.restore(ctx, inc.id)
     mgr._restore_backup(inc.id, result["volume_id"], True)
     assert _image(db.volume_get(ctx, result["volume_id"]).provider_location) == at_snapshot
+
+
+def test_a_whole_chain_survives_a_database_loss(env):
+    """Export every record of a chain, lose the rows, import them, restore."""
+    ctx, mgr, tmp = env
+    admin = ctx.elevated()
+    rng = random.Random(19)
+    vol = _sparse_volume(ctx, rng)
+    chain = []
+    for incremental in (False, True, True):
+        _write_random(vol.provider_location, rng, [(rng.randrange(0, 900) * MiB, 4096)])
+        backup = backups.create(ctx, vol.id, incremental=incremental)
+        mgr._create_backup(backup.id)
+        chain.append(backup.id)
+    image = _image(vol.provider_location)
+    records = [backups.export_record(admin, backup_id) for backup_id in chain]
+    for backup_id in reversed(chain):          # the rows are gone; the objects stay
+        db.backup_cas_status(admin, backup_id, B.DELETING, [B.AVAILABLE])
+        db.backup_cas_status(admin, backup_id, B.DELETED, [B.DELETING])
+    for record in records:
+        imported = backups.import_record(admin, record["backup_service"], record["backup_url"])
+        mgr._import_record(imported.id)
+        assert backups.get(admin, imported.id).status == B.AVAILABLE
+    assert backups.get(admin, chain[-1]).parent_id == chain[1]
+    result = backups.restore(admin, chain[-1])
+    mgr._restore_backup(chain[-1], result["volume_id"], True)
+    assert _image(db.volume_get(admin, result["volume_id"]).provider_location) == image
