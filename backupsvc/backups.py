@@ -14,8 +14,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import timeutils, uuidutils
 
-from backupsvc import exception, placement, policy, quota
-from backupsvc.conf.backup import DRIVER_CLASS_PATHS
+from backupsvc import exception, notifications, placement, policy, quota
+from backupsvc.conf.backup import DRIVER_CLASS_PATHS, driver_short_name
 from backupsvc.db import api as db
 from backupsvc.states import BackupStatus as B
 from backupsvc.states import SnapshotStatus as S
@@ -292,8 +292,10 @@ def reset_status(ctx, backup_id: str, status: str) -> None:
     # From any state (Cinder's rule). Moving a restoring backup elsewhere
     # cancels the restore: the worker sees the status change.
     current = [s for s in B.ALL if s != B.DELETED]
+    notifications.notify(ctx, backup, "reset_status.start")
     if not db.backup_cas_status(ctx, backup.id, status, current, admin_override=True):
         raise exception.BackupNotFound(backup_id=backup_id)
+    notifications.notify(ctx, db.backup_get(ctx, backup.id), "reset_status.end")
 
 
 def _isoformat(value):
@@ -318,7 +320,8 @@ def export_record(ctx, backup_id: str) -> dict:
     record["metadata"] = backup.metadata_dict
     record["driver_info"] = {}
     url = base64.b64encode(json.dumps(record).encode("utf-8")).decode("ascii")
-    return {"backup_service": backup.service or DRIVER_CLASS_PATHS["posix"],
+    configured = DRIVER_CLASS_PATHS[driver_short_name(CONF.backup_driver)]
+    return {"backup_service": backup.service or configured,
             "backup_url": url}
 
 

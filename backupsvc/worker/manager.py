@@ -98,6 +98,14 @@ def _apply_volume_meta(ctx, volume, volume_meta: str | None) -> None:
         db.volume_update(ctx, volume.id, {}, metadata=merged)
 
 
+def _reason(exc: Exception) -> str:
+    """A fail_reason that fits Cinder's 255 characters and leads with the verdict."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, engine.IntegrityError):
+        text = "checksum verification failed: %s" % text
+    return text[:255]
+
+
 class BackupManager:
     """RPC endpoint methods run on the worker; each hands a job to the pool."""
 
@@ -168,7 +176,7 @@ class BackupManager:
             self._safe_delete(store, container, prefix)
             self._return_source(ctx, volume, snapshot)
             db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
-                                 fail_reason=str(exc)[:255] or type(exc).__name__)
+                                 fail_reason=_reason(exc))
             self._notify_current(ctx, backup.id, "create.error")
             return
         progress.send(1, 1)
@@ -261,7 +269,7 @@ class BackupManager:
             db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
             return
         watch = StatusWatch(ctx, backup.id, B.RESTORING)
-        notifications.notify(ctx, backup, "restore.start", volume_id=volume.id)
+        notifications.notify(ctx, backup, "restore.start", restore_volume_id=volume.id)
         try:
             chain = self._chain(ctx, backup)
             layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
@@ -291,8 +299,8 @@ class BackupManager:
             db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
             db.volume_cas_status(ctx, volume.id, V.ERROR_RESTORING, [V.RESTORING_BACKUP])
             row = db.backup_get(ctx, backup.id, project_only=False)
-            notifications.notify(ctx, row, "restore.error", volume_id=volume.id,
-                                 fail_reason=str(exc)[:255])
+            notifications.notify(ctx, row, "restore.error", restore_volume_id=volume.id,
+                                 fail_reason=_reason(exc))
             return
         db.volume_cas_status(ctx, volume.id, V.AVAILABLE, [V.RESTORING_BACKUP])
         db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])

@@ -77,3 +77,31 @@ def worker(deployment):
 def api(deployment, worker):
     """A client for a fresh project, so tests never see each other's rows."""
     return fx.Api(deployment.base_url)
+
+
+@pytest.fixture(scope="session")
+def swift_service(tmp_path_factory):
+    """A real single-node Swift for the tests here (tests/swiftserver.py)."""
+    from tests.swiftserver import SwiftServer, SwiftUnavailable
+
+    server = SwiftServer(tmp_path_factory.mktemp("swift-service"))
+    try:
+        server.start()
+    except SwiftUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nfs_service():
+    """A real nfs-ganesha for the tests here (tests/nfsserver.py)."""
+    from tests.nfsserver import GaneshaServer, NfsServerError
+
+    server = GaneshaServer()
+    try:
+        server.start()
+    except NfsServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()

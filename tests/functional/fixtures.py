@@ -347,7 +347,9 @@ class Deployment:
     brings one back for the next test.
     """
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, options: dict[str, dict[str, Any]] | None = None):
+        """``options``: sections and options to add to (or, with the value None,
+        remove from) the generated config, e.g. another ``backup_driver``."""
         self.base = base
         self.suffix = uuid.uuid4().hex[:10]
         self.host = "functest-%s" % self.suffix
@@ -360,7 +362,7 @@ class Deployment:
         self.logs_dir = base / "logs"
         for path in (self.state_path, self.backup_path, self.volumes_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
-        self.conf = write_ini(base / "backupsvc.conf", {
+        self.sections: dict[str, dict[str, Any]] = {
             "DEFAULT": {
                 "host": self.host,
                 "transport_url": TRANSPORT_URL,
@@ -384,11 +386,27 @@ class Deployment:
                 "connection": "mysql+pymysql://root@127.0.0.1/%s?charset=utf8mb4"
                               % self.db_name,
             },
-        })
+        }
+        self.conf = base / "backupsvc.conf"
+        self.configure(options or {})
         self.api_proc: ServiceProcess | None = None
         self.worker_proc: ServiceProcess | None = None
         self._worker_count = 0
         self._db = None
+
+    def configure(self, options: dict[str, dict[str, Any]]) -> Path:
+        """Merge ``options`` into the config and rewrite it (None removes an option).
+
+        Processes read it when they start: restart the worker to apply it.
+        """
+        for section, values in options.items():
+            current = self.sections.setdefault(section, {})
+            for key, value in values.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+        return write_ini(self.conf, self.sections)
 
     @property
     def base_url(self) -> str:
@@ -958,3 +976,129 @@ def check_stored_backup(backup_root: Path, backup: dict, image: Path,
 
 def stored_bytes(meta: dict) -> int:
     return sum(rec["length"] for entry in meta["objects"] for rec in entry.values())
+
+
+# ----------------------------------------------------------- repositories of any driver
+
+class DirRepository:
+    """A posix or NFS repository seen as the directory that holds it.
+
+    For NFS that is the server's export directory (ganesha serves local files):
+    the test reads what really reached the server, not what a client caches.
+    """
+
+    def __init__(self, root: Path | str, driver: str = "posix"):
+        self.root = Path(root)
+        self.driver = driver
+
+    def names(self, contains: str = "") -> list[str]:
+        """Every file (hidden and temporary ones too) whose name holds ``contains``,
+        as a path relative to the root."""
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
+                      if contains in p.name and p.is_file())
+
+    def read(self, container: str, name: str) -> bytes:
+        return (self.root / container / name).read_bytes()
+
+    def describe(self) -> str:
+        return "%s repository %s" % (self.driver, self.root)
+
+
+class SwiftRepository:
+    """A Swift repository seen through swiftclient with the service's own account."""
+
+    driver = "swift"
+
+    def __init__(self, auth_url: str, user: str, key: str, container: str):
+        from swiftclient import client as swift
+
+        self.container = container
+        self.conn = swift.Connection(authurl=auth_url, user=user, key=key, retries=2)
+
+    def names(self, contains: str = "") -> list[str]:
+        from swiftclient.exceptions import ClientException
+
+        try:
+            _, listing = self.conn.get_container(self.container, full_listing=True)
+        except ClientException as exc:
+            if exc.http_status == 404:
+                return []
+            raise
+        return sorted(o["name"] for o in listing if contains in o["name"])
+
+    def read(self, container: str, name: str) -> bytes:
+        return self.conn.get_object(container, name)[1]
+
+    def describe(self) -> str:
+        return "swift container %s at %s" % (self.container, self.conn.authurl)
+
+
+def start_deployment(base: Path, options: dict[str, dict[str, Any]] | None = None
+                     ) -> Deployment:
+    """A Deployment of its own: database, schema, API and a heartbeating worker."""
+    require_commands("backupsvc-api", "backupsvc-worker", "backupsvc-manage")
+    require_rabbitmq()
+    mariadb_connect().close()
+    dep = Deployment(base, options)
+    dep.create_database()
+    try:
+        dep.manage("db", "sync")
+        dep.start_api()
+        dep.start_worker()
+    except BaseException:
+        stop_deployment(dep, remove=False)
+        raise
+    return dep
+
+
+def stop_deployment(dep: Deployment, remove: bool) -> None:
+    """End its processes, drop its database and (if ``remove``) delete its files."""
+    try:
+        dep.shutdown()
+    finally:
+        dep.drop_database()
+        if remove and not os.environ.get("BACKUPSVC_FUNC_KEEP"):
+            shutil.rmtree(dep.base, ignore_errors=True)
+
+
+def repository_config(driver: str, base: Path, swift_server: Any = None,
+                      nfs_server: Any = None) -> tuple[dict[str, Any], Any]:
+    """[DEFAULT] options for a worker using ``driver``, and a view of its repository.
+
+    Small objects and SHA blocks everywhere (CHUNK_SIZE, SHA_BLOCK), so that even a
+    small volume makes many objects. ``swift_server`` is a tests.swiftserver
+    SwiftServer, ``nfs_server`` a tests.nfsserver GaneshaServer (a fresh directory
+    of its export becomes the share).
+    """
+    if driver == "posix":
+        return {"backup_driver": "posix"}, DirRepository(base / "backups", "posix")
+    if driver == "swift":
+        assert swift_server is not None, "the swift driver needs a Swift server"
+        container = "backups-%s" % uuid.uuid4().hex[:8]
+        options = {
+            "backup_driver": "cinder.backup.drivers.swift.SwiftBackupDriver",
+            "backup_swift_auth": "single_user",
+            "backup_swift_auth_version": "1",
+            "backup_swift_auth_url": swift_server.auth_url,
+            "backup_swift_user": swift_server.user,
+            "backup_swift_key": swift_server.key,
+            "backup_swift_container": container,
+            "backup_swift_object_size": CHUNK_SIZE,
+            "backup_swift_block_size": SHA_BLOCK,
+            "backup_swift_retry_backoff": 0,
+        }
+        return options, SwiftRepository(swift_server.auth_url, swift_server.user,
+                                         swift_server.key, container)
+    if driver == "nfs":
+        assert nfs_server is not None, "the nfs driver needs an NFS server"
+        subdir = "func-%s" % uuid.uuid4().hex[:8]
+        nfs_server.mkdir(subdir)
+        options = {
+            "backup_driver": "cinder.backup.drivers.nfs",
+            "backup_share": nfs_server.share(subdir),
+            "backup_mount_options": nfs_server.mount_options("4.1"),
+            "backup_nfs_client": "userspace",
+            "backup_nfs_timeout": 30,
+        }
+        return options, DirRepository(Path(nfs_server.export_dir) / subdir, "nfs")
+    raise AssertionError("unknown driver %r" % driver)
