@@ -29,6 +29,7 @@ def embedded_defaults() -> dict:
         "transport_url": "fake://",
         "backup_driver": "posix",
         "osapi_volume_listen": "127.0.0.1",
+        "auth_strategy": "noauth",
         "host": "localhost",
     }
 

@@ -9,7 +9,7 @@ opts = [
                help="Number of API worker processes (gunicorn workers)."),
     cfg.IntOpt("osapi_volume_threads", default=8, min=1,
                help="Threads per API worker process."),
-    cfg.StrOpt("auth_strategy", default="noauth", choices=["noauth", "keystone"],
+    cfg.StrOpt("auth_strategy", default="keystone", choices=["noauth", "keystone"],
                help="How requests are authenticated. 'noauth' trusts the "
                     "X-Auth-Token 'user:project' form and x-user-id / "
                     "x-project-id headers; use it only on trusted networks."),

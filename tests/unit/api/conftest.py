@@ -102,6 +102,7 @@ class Client:
 @pytest.fixture
 def testapp(sqlite_db, tmp_path):
     CONF.set_override("transport_url", "fake://")
+    CONF.set_override("auth_strategy", "noauth")
     CONF.set_override("state_path", str(tmp_path))
     rpc.cleanup()
     sqlite_db.service_heartbeat(get_admin_context(), WORKER_HOST, rpc.WORKER_BINARY,
@@ -110,7 +111,7 @@ def testapp(sqlite_db, tmp_path):
     # The database is shared with other test packages: leave no live worker.
     sqlite_db.service_mark_down(get_admin_context(), WORKER_HOST, rpc.WORKER_BINARY)
     rpc.cleanup()
-    for name in ("transport_url", "state_path", "public_endpoint", "osapi_max_limit",
+    for name in ("transport_url", "auth_strategy", "state_path", "public_endpoint", "osapi_max_limit",
                  "osapi_max_request_body_size", "file_volume_manage_dirs"):
         CONF.clear_override(name)
 
