@@ -7,7 +7,11 @@ then measures, with a PosixStore in that directory:
 * full backup,
 * incremental backup after 1% of the volume changed in scattered 4 KiB writes,
 * restore of the chain (full + incremental) to a new sparse file,
-* the same restore over an existing, fully written file.
+* the same restore over an existing, fully written file;
+
+and, for a second, sparse image (``--sparse-size-mib``, default 2 GiB, holding
+``--sparse-data-fraction`` random data in scattered 1 MiB extents, the rest
+holes), a full backup and its restore to a new sparse file.
 
 Each operation also runs through a naive single-threaded baseline in the same
 invocation: read a whole chunk, sha256 its blocks, one-shot compress it, write
@@ -17,10 +21,10 @@ backup of the chain, oldest first.
 Peak RSS: every measurement runs in its own freshly spawned child process and
 reports that child's ``ru_maxrss`` (which includes the interpreter; an idle
 child's figure is printed for reference). Speeds are volume MiB per second,
-the median of ``--runs`` runs.
-
-    python tools/benchmark.py [--size-mib 512] [--data-fraction 0.5]
-                              [--compression zlib] [--runs 3]
+the median of ``--runs`` runs (``--sparse-runs`` for the sparse image, whose
+naive baseline reads, hashes, compresses and restores every zero). CPU is the
+process's CPU seconds (all threads) divided by wall seconds: 2.0 means two
+cores busy all along. ``--help`` lists the options (sizes, runs, compression).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -97,24 +102,18 @@ class FileTarget:
 
 # -- naive baseline -----------------------------------------------------------------
 
+_COMPRESS = {"zlib": zlib.compress, "bz2": bz2.compress,
+             "zstd": lambda data: zstandard.ZstdCompressor().compress(data)}
+_DECOMPRESS = {"zlib": zlib.decompress, "bz2": bz2.decompress,
+               "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data)}
+
+
 def _compress(name: str, data: bytes) -> bytes:
-    if name == "zlib":
-        return zlib.compress(data)
-    if name == "bz2":
-        return bz2.compress(data)
-    if name == "zstd":
-        return zstandard.ZstdCompressor().compress(data)
-    return data
+    return _COMPRESS[name](data) if name in _COMPRESS else data
 
 
 def _decompress(name: str, data: bytes) -> bytes:
-    if name == "zlib":
-        return zlib.decompress(data)
-    if name == "bz2":
-        return bz2.decompress(data)
-    if name == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    return data
+    return _DECOMPRESS[name](data) if name in _DECOMPRESS else data
 
 
 def naive_backup(image: str, size: int, store: PosixStore, prefix: str, params: EngineParams,
@@ -192,7 +191,7 @@ def measure(job: dict) -> dict:
         else:
             shutil.copyfile(job["existing"], job["target"])
         target = FileTarget(job["target"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if kind == "backup":
         parent = None
         if job["parent"]:
@@ -209,13 +208,14 @@ def measure(job: dict) -> dict:
     else:
         naive_restore(store, job["chain"], target)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     ok = None
     if target is not None:
         target.close()
         if job.get("verify"):
             ok = _digest(job["target"]) == job["expect"]
         os.unlink(job["target"])
-    return {"seconds": seconds, "stored": stored, "ok": ok,
+    return {"seconds": seconds, "cpu": cpu, "stored": stored, "ok": ok,
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -229,7 +229,7 @@ def in_child(fn, arg):
         return pool.apply(fn, (arg,))
 
 
-# -- image ------------------------------------------------------------------------------
+# -- images -----------------------------------------------------------------------------
 
 def _digest(path: str) -> str:
     h = hashlib.sha256()
@@ -257,6 +257,89 @@ def build_images(workdir: str, size: int, fraction: float, rng: random.Random) -
     return image1, image2
 
 
+def build_sparse_image(workdir: str, size: int, fraction: float, rng: random.Random) -> str:
+    """A sparse file: random 1 MiB extents at scattered 4 KiB-aligned offsets, holes between."""
+    path = os.path.join(workdir, "sparse")
+    extent = MiB
+    slots = max(1, size // extent)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for slot in sorted(rng.sample(range(slots), max(1, int(slots * fraction)))):
+            # Anywhere in its slot, so that extents start and end inside sha blocks.
+            off = min(slot * extent + rng.randrange(0, extent, 4096), size - extent)
+            f.seek(max(0, off))
+            f.write(os.urandom(min(extent, size)))
+    return path
+
+
+# -- running and reporting ----------------------------------------------------------------
+
+def run_steps(workdir: str, base: dict, runs: int,
+              steps: Callable[[int], list[tuple[str, dict]]], expect: str,
+              verbose: bool) -> dict[tuple[str, bool], list[dict]]:
+    """``steps(run)``, engine then naive, ``runs`` times, each in a fresh child process."""
+    results: dict[tuple[str, bool], list[dict]] = {}
+    for run in range(runs):
+        for engine in (True, False):
+            who = "engine" if engine else "naive"
+            store = os.path.join(workdir, "store-%s-%d" % (who, run))
+            for label, step in steps(run):
+                job = dict(base, **step, store=store, engine=engine,
+                           target=os.path.join(workdir, "target"), verify=run == 0,
+                           expect=expect)
+                os.sync()   # don't charge one measurement for another's writeback
+                out = in_child(measure, job)
+                if out["ok"] is False:
+                    raise SystemExit("%s %s restored wrong data" % (who, label))
+                results.setdefault((label, engine), []).append(out)
+                if verbose:
+                    print("run %d %-6s %-18s %6.2f s  CPU %.2f"
+                          % (run, who, label, out["seconds"], out["cpu"] / out["seconds"]))
+            shutil.rmtree(store)
+    return results
+
+
+def print_table(size: int, labels: list[str], results: dict[tuple[str, bool], list[dict]]) -> None:
+    head = ("operation", "engine MiB/s", "CPU", "peak RSS", "stored MiB",
+            "naive MiB/s", "CPU", "peak RSS", "stored MiB", "speedup")
+    fmt = "%-18s %12s %5s %9s %11s %12s %5s %9s %11s %8s"
+    print(fmt % head)
+    print("-" * 111)
+    for label in labels:
+        row = [label]
+        speeds = []
+        for engine in (True, False):
+            outs = results[(label, engine)]
+            speed = statistics.median(size / MiB / o["seconds"] for o in outs)
+            speeds.append(speed)
+            cpu = statistics.median(o["cpu"] / o["seconds"] for o in outs)
+            rss = max(o["rss_mib"] for o in outs)
+            stored = statistics.median(o["stored"] for o in outs) / MiB
+            row += ["%.0f" % speed, "%.2f" % cpu, "%.0f MiB" % rss,
+                    "%.1f" % stored if stored else "-"]
+        row.append("%.2fx" % (speeds[0] / speeds[1]))
+        print(fmt % tuple(row))
+
+
+def main_steps(run: int, image1: str, image2: str) -> list[tuple[str, dict]]:
+    full, inc = "full-%d" % run, "inc-%d" % run
+    return [
+        ("full backup", dict(kind="backup", image=image1, prefix=full, parent=None)),
+        ("1% incremental", dict(kind="backup", image=image2, prefix=inc, parent=full)),
+        ("restore, sparse", dict(kind="restore", chain=[full, inc], zeroed=True)),
+        ("restore, existing", dict(kind="restore", chain=[full, inc], zeroed=False,
+                                   existing=image1)),
+    ]
+
+
+def sparse_steps(run: int, image: str) -> list[tuple[str, dict]]:
+    prefix = "sparse-%d" % run
+    return [
+        ("full backup", dict(kind="backup", image=image, prefix=prefix, parent=None)),
+        ("restore, sparse", dict(kind="restore", chain=[prefix], zeroed=True)),
+    ]
+
+
 # -- main -------------------------------------------------------------------------------
 
 def main() -> None:
@@ -266,6 +349,11 @@ def main() -> None:
                     help="fraction of the image that is random data (the rest is zeros)")
     ap.add_argument("--compression", default="zlib", help="zlib, bz2, zstd or none")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sparse-size-mib", type=int, default=2048,
+                    help="size of the sparse image (0: skip that scenario)")
+    ap.add_argument("--sparse-data-fraction", type=float, default=0.05,
+                    help="fraction of the sparse image that is data, in 1 MiB extents")
+    ap.add_argument("--sparse-runs", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=1999994880)
     ap.add_argument("--sha-block-size", type=int, default=32768)
@@ -273,6 +361,7 @@ def main() -> None:
     args = ap.parse_args()
 
     size = args.size_mib * MiB
+    sparse_size = args.sparse_size_mib * MiB
     params = dict(chunk_size=args.chunk_size, sha_block_size=args.sha_block_size,
                   compression=args.compression, workers=args.workers)
     EngineParams(**params)      # validate early
@@ -280,61 +369,39 @@ def main() -> None:
     started = time.perf_counter()
     try:
         image1, image2 = build_images(workdir, size, args.data_fraction, random.Random(42))
-        expect = _digest(image2)
-        results: dict[tuple[str, bool], list[dict]] = {}
-        for run in range(args.runs):
-            for engine in (True, False):
-                who = "engine" if engine else "naive"
-                store = os.path.join(workdir, "store-%s-%d" % (who, run))
-                base = dict(params=params, store=store, size=size, engine=engine)
-                full, inc = "full-%d" % run, "inc-%d" % run
-                steps = [
-                    ("full backup", dict(kind="backup", image=image1, prefix=full, parent=None)),
-                    ("1% incremental", dict(kind="backup", image=image2, prefix=inc,
-                                            parent=full)),
-                    ("restore, sparse", dict(kind="restore", chain=[full, inc], zeroed=True)),
-                    ("restore, existing", dict(kind="restore", chain=[full, inc], zeroed=False,
-                                               existing=image1)),
-                ]
-                for label, step in steps:
-                    job = dict(base, **step, target=os.path.join(workdir, "target"),
-                               verify=run == 0, expect=expect)
-                    os.sync()   # don't charge one measurement for another's writeback
-                    out = in_child(measure, job)
-                    if out["ok"] is False:
-                        raise SystemExit("%s %s restored wrong data" % (who, label))
-                    results.setdefault((label, engine), []).append(out)
-                    if args.verbose:
-                        print("run %d %-6s %-18s %6.2f s" % (run, who, label, out["seconds"]))
-                shutil.rmtree(store)
+        results = run_steps(workdir, dict(params=params, size=size), args.runs,
+                            lambda run: main_steps(run, image1, image2), _digest(image2),
+                            args.verbose)
+        os.unlink(image1)
+        os.unlink(image2)
+        sparse_results = None
+        if sparse_size:
+            sparse = build_sparse_image(workdir, sparse_size, args.sparse_data_fraction,
+                                        random.Random(7))
+
+            sparse_results = run_steps(workdir, dict(params=params, size=sparse_size),
+                                       args.sparse_runs, lambda run: sparse_steps(run, sparse),
+                                       _digest(sparse), args.verbose)
         idle_rss = in_child(idle, None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print("volume %d MiB, %.0f%% random data, compression %s, chunk %d, sha block %d, "
-          "%d workers, %d run(s), %d CPUs"
-          % (args.size_mib, args.data_fraction * 100, args.compression, args.chunk_size,
-             args.sha_block_size, args.workers, args.runs, os.cpu_count() or 0))
-    print("MiB/s = volume MiB / seconds, median of runs; peak RSS = max of a fresh child "
-          "process per measurement (an idle child: %.0f MiB)" % idle_rss)
+    print("compression %s, chunk %d, sha block %d, %d workers, %d CPUs"
+          % (args.compression, args.chunk_size, args.sha_block_size, args.workers,
+             os.cpu_count() or 0))
+    print("MiB/s = volume MiB / seconds, median of runs; CPU = process CPU seconds / wall "
+          "seconds; peak RSS = max of a fresh child process per measurement (an idle "
+          "child: %.0f MiB)" % idle_rss)
     print()
-    head = ("operation", "engine MiB/s", "peak RSS", "stored MiB",
-            "naive MiB/s", "peak RSS", "stored MiB", "speedup")
-    fmt = "%-18s %12s %9s %11s %12s %9s %11s %8s"
-    print(fmt % head)
-    print("-" * 97)
-    for label in ("full backup", "1% incremental", "restore, sparse", "restore, existing"):
-        row = [label]
-        speeds = []
-        for engine in (True, False):
-            outs = results[(label, engine)]
-            speed = statistics.median(size / MiB / o["seconds"] for o in outs)
-            speeds.append(speed)
-            rss = max(o["rss_mib"] for o in outs)
-            stored = statistics.median(o["stored"] for o in outs) / MiB
-            row += ["%.0f" % speed, "%.0f MiB" % rss, "%.1f" % stored if stored else "-"]
-        row.append("%.2fx" % (speeds[0] / speeds[1]))
-        print(fmt % tuple(row))
+    print("volume %d MiB, %.0f%% random data in 4 MiB extents, %d run(s)"
+          % (args.size_mib, args.data_fraction * 100, args.runs))
+    print_table(size, [label for label, _ in main_steps(0, "", "")], results)
+    if sparse_results is not None:
+        print()
+        print("sparse volume %d MiB, %.0f%% random data in scattered 1 MiB extents, "
+              "holes elsewhere, %d run(s)"
+              % (args.sparse_size_mib, args.sparse_data_fraction * 100, args.sparse_runs))
+        print_table(sparse_size, [label for label, _ in sparse_steps(0, "")], sparse_results)
     print()
     print("total benchmark time %.0f s" % (time.perf_counter() - started))
 

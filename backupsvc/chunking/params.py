@@ -56,7 +56,8 @@ class BackupDescription:
 @dataclass
 class BackupResult:
     object_count: int = 0        # data objects written
-    bytes_read: int = 0
+    bytes_read: int = 0          # volume bytes read (holes of sparse files are not read)
+    hole_bytes: int = 0          # volume bytes found in holes: zeros, neither read nor hashed
     bytes_stored: int = 0        # bytes of data objects as stored (compressed)
     changed_blocks: int = 0      # sha blocks that differ from the parent (all, for a full)
     zero_blocks: int = 0         # changed blocks not stored because they are all zeros

@@ -2,9 +2,14 @@
 
 The extent plan says which object provides each byte; every needed object is
 then read once, in order of the first volume offset it provides, and each
-volume byte is written at most once. Objects are decompressed (and their md5
-computed) by producer threads a few objects ahead of the main thread, which
-checks every block against the newest backup's sha256 list and writes it.
+volume byte is written at most once. Producer threads, a few objects ahead
+of the main thread, decompress objects and compute their md5; every needed
+block is checked against the newest backup's sha256 list (by checker
+threads, for large pieces, while the producer goes on; a block recorded as
+zeros is compared with zeros instead of hashed); the main thread writes the
+checked data in order.
+Ranges that no object provides are zeros known from the sha list: they are
+neither read nor hashed, and are not written at all on a zeroed target.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from backupsvc.chunking import manifest
-from backupsvc.chunking.blocks import zero_sha
+from backupsvc.chunking.blocks import is_zero, zero_sha
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Source, plan_extents, zero_runs
@@ -33,7 +38,12 @@ from backupsvc.chunking.params import (
 from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 
 FLUSH_EVERY = 256 * MiB
+CHECK_ASIDE = 1 * MiB      # data read from an object is checked in another thread from this size
 _DONE = object()
+
+
+Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
+CheckedRuns = Runs | Future[Runs]
 
 
 @dataclass
@@ -95,6 +105,7 @@ class RestoreRun:
         self.target_is_zeroed = target_is_zeroed
         self.result = RestoreResult()
         self.stop = threading.Event()
+        self.checkers: ThreadPoolExecutor     # hash blocks for the producers (_execute)
         self.done = 0               # volume bytes dealt with, for progress
         self.unflushed = 0
 
@@ -154,6 +165,8 @@ class RestoreRun:
     # -- execution ---------------------------------------------------------------
     def _execute(self, work: list[tuple[int, int] | _ObjectJob]) -> None:
         pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="restore")
+        self.checkers = ThreadPoolExecutor(self.params.workers,
+                                           thread_name_prefix="restore-check")
         ahead: deque[_ObjectJob] = deque()
         upcoming: Iterator[_ObjectJob] = (w for w in work if isinstance(w, _ObjectJob))
         try:
@@ -162,8 +175,9 @@ class RestoreRun:
                 if isinstance(item, tuple):
                     self._zeros(*item)
                     continue
-                # Keep up to `workers` objects being decompressed (bounded memory).
-                while len(ahead) < self.params.workers:
+                # Keep every producer busy, with one more object queued for the first
+                # to finish (memory stays bounded by the jobs' small queues).
+                while len(ahead) <= self.params.workers:
                     nxt = next(upcoming, None)
                     if nxt is None:
                         break
@@ -175,6 +189,7 @@ class RestoreRun:
         finally:
             self.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self.checkers.shutdown(wait=True, cancel_futures=True)
 
     def _label(self, source: Source) -> str:
         return "object %s of %s" % (source.entry.name, self.layers[source.layer].label)
@@ -206,13 +221,20 @@ class RestoreRun:
                     if not data:
                         break
                     md5.update(data)
-                    start, end = entry.offset + pos, entry.offset + pos + len(data)
+                    start = entry.offset + pos
                     pos += len(data)
                     if pos > entry.length:
                         raise IntegrityError("%s holds more than its recorded %d bytes"
                                              % (label, entry.length))
+                    end = start + len(data)
                     if any(s < end and start < e for s, e in job.ranges):
-                        if not self._put(job, (start, data)):
+                        if len(data) >= CHECK_ASIDE:
+                            # Hash in another thread: this one goes on with the md5.
+                            check: CheckedRuns = self.checkers.submit(
+                                self._check, job, start, data, label)
+                        else:
+                            check = self._check(job, start, data, label)
+                        if not self._put(job, (start, data, check)):
                             return
             if pos != entry.length:
                 raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
@@ -226,8 +248,39 @@ class RestoreRun:
         except BaseException as exc:  # handed to the main thread, which raises it
             self._put(job, exc)
 
+    def _check(self, job: _ObjectJob, start: int, data: bytes, label: str) -> Runs:
+        """Checker: check the needed blocks of ``data`` (at ``start``) against the sha list.
+
+        A block recorded as zeros is checked by comparing it with zeros, which
+        is equivalent to hashing it and much faster. Returns the needed
+        ranges as runs ``(start, end, skip)``; ``skip``: zeros that a zeroed
+        target already holds.
+        """
+        bs, shas = self.bs, self.shas
+        view = memoryview(data)
+        end = start + len(data)
+        runs: Runs = []
+        for s, e in job.ranges:
+            a, b = max(s, start), min(e, end)
+            for off in range(a, b, bs):
+                n = min(bs, b - off)
+                rel, expected = off - start, shas[off // bs]
+                if expected == zero_sha(n):
+                    ok, skip = is_zero(data, rel, n), self.target_is_zeroed
+                else:
+                    ok = hashlib.sha256(view[rel:rel + n]).hexdigest() == expected
+                    skip = False
+                if not ok:
+                    raise IntegrityError(
+                        "block %d (offset %d) from %s does not match the sha256 recorded "
+                        "by %s" % (off // bs, off, label, self.newest.label))
+                if runs and runs[-1][1] == off and runs[-1][2] == skip:
+                    runs[-1] = (runs[-1][0], off + n, skip)
+                else:
+                    runs.append((off, off + n, skip))
+        return runs
+
     def _consume(self, job: _ObjectJob) -> None:
-        label = self._label(job.source)
         while True:
             self._check_cancelled()
             msg = job.queue.get()
@@ -235,32 +288,15 @@ class RestoreRun:
                 return
             if isinstance(msg, BaseException):
                 raise msg
-            start, data = msg  # type: ignore[misc]
+            start, data, check = msg  # type: ignore[misc]
+            runs = check.result() if isinstance(check, Future) else check
             view = memoryview(data)
-            end = start + len(view)
-            for s, e in job.ranges:
-                a, b = max(s, start), min(e, end)
-                if a < b:
-                    self._write_checked(view[a - start:b - start], a, label)
-
-    def _write_checked(self, view: memoryview, offset: int, label: str) -> None:
-        """Write block-aligned data after checking each block's sha256."""
-        bs = self.bs
-        run = 0           # start (in view) of the blocks not yet written
-        for o in range(0, len(view), bs):
-            block = view[o:o + bs]
-            idx = (offset + o) // bs
-            sha = hashlib.sha256(block).hexdigest()
-            if sha != self.shas[idx]:
-                raise IntegrityError(
-                    "block %d (offset %d) from %s does not match the sha256 recorded by %s"
-                    % (idx, offset + o, label, self.newest.label))
-            if self.target_is_zeroed and sha == zero_sha(len(block)):
-                self._pwrite(view[run:o], offset + run)
-                run = o + len(block)
-                self.result.zero_bytes += len(block)
-        self._pwrite(view[run:], offset + run)
-        self._advance(len(view))
+            for a, b, skip in runs:
+                if skip:
+                    self.result.zero_bytes += b - a
+                else:
+                    self._pwrite(view[a - start:b - start], a)
+            self._advance(sum(b - a for a, b, _ in runs))
 
     def _pwrite(self, view: memoryview, offset: int) -> None:
         if view:

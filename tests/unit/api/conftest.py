@@ -111,8 +111,8 @@ def testapp(sqlite_db, tmp_path):
     # The database is shared with other test packages: leave no live worker.
     sqlite_db.service_mark_down(get_admin_context(), WORKER_HOST, rpc.WORKER_BINARY)
     rpc.cleanup()
-    for name in ("transport_url", "auth_strategy", "state_path", "public_endpoint", "osapi_max_limit",
-                 "osapi_max_request_body_size", "file_volume_manage_dirs"):
+    for name in ("transport_url", "auth_strategy", "state_path", "public_endpoint",
+                 "osapi_max_limit", "osapi_max_request_body_size", "file_volume_manage_dirs"):
         CONF.clear_override(name)
 
 

@@ -211,3 +211,24 @@ def test_restore_can_be_cancelled(tmp_path):
     chain.backup(image_with_data())
     with pytest.raises(Cancelled):
         chain.restore(cancelled=Counter(5))
+
+
+class FailingCommitStore(PosixStore):
+    """Data objects are written completely, then fail to commit (as a failing fsync would)."""
+
+    @contextlib.contextmanager
+    def open_writer(self, container, name):
+        with super().open_writer(container, name) as writer:
+            yield writer
+            if name[-6:-5] == "-" and name[-5:].isdigit():
+                raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize("size", [30 * KiB, 20 * 1024 * KiB])   # small, and streamed
+def test_failure_committing_an_object_leaves_nothing(tmp_path, size):
+    store = FailingCommitStore(str(tmp_path / "store"))
+    chain = Chain(tmp_path, params("none", chunk_size=64 * 1024 * KiB, piece_size=1024 * KiB),
+                  store=store)
+    with pytest.raises(OSError, match="Input/output error"):
+        chain.backup(image_with_data(size=size))
+    assert chain.stored_names() == []

@@ -1,0 +1,187 @@
+"""The data objects of one backup: naming, streaming to the store, records.
+
+Compressed output is handed over in volume order. An object of at most
+:data:`SMALL_OBJECT_LIMIT` bytes is buffered (compressed) so that, as Cinder
+does, it can be stored raw when compression does not make it smaller; larger
+objects are streamed to the store as they are produced.
+
+Creating and closing an object (the posix store fsyncs the file and its
+directory) costs far more than writing a small one. So buffered objects are
+written, and streamed objects closed, by helper threads, several at a time
+and overlapping the rest of the backup; :meth:`ObjectOutput.wait_complete` is
+called before the sha256 and metadata files are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from backupsvc.chunking import manifest
+from backupsvc.chunking.compression import (
+    ChunksReader,
+    CompressorFactory,
+    DecompressingReader,
+    ObjectCompressor,
+)
+from backupsvc.chunking.params import BackupResult, MiB
+from backupsvc.drivers.base import ObjectStore, ObjectWriter
+
+SMALL_OBJECT_LIMIT = 16 * MiB
+RAW_WRITE_SIZE = 1 * MiB        # recovered raw data is written in pieces of this size
+HELPERS = 4                     # threads writing small objects and closing writers
+MAX_PENDING = 32                # finished objects not yet complete in the store...
+MAX_PENDING_BYTES = 16 * MiB    # ...and the buffered bytes they may hold
+
+class DataObject:
+    """One data object being produced."""
+
+    def __init__(self, name: str, offset: int, compressor: ObjectCompressor) -> None:
+        self.name = name
+        self.offset = offset
+        self.length = 0                 # raw bytes assigned (main thread, in order)
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.compressor = compressor
+        self.last_final = False         # last segment was compressed as the stream end
+        self.buffered = True            # still holding its (compressed) output in memory
+        self.chunks: list[bytes | memoryview] = []
+        self.drained = 0                # raw bytes whose compressed output was taken
+        self.stored = 0
+        self.cm: Any = None             # the store's writer context manager, once open
+        self.writer: ObjectWriter | None = None
+
+
+class ObjectOutput:
+    def __init__(self, store: ObjectStore, container: str, prefix: str,
+                 factory: CompressorFactory, result: BackupResult) -> None:
+        self.store, self.container, self.prefix = store, container, prefix
+        self.factory, self.result = factory, result
+        self.written: list[str] = []    # every object name this run may have created
+        self.entries: list[manifest.ObjectEntry] = []
+        self.open_objects: list[DataObject] = []    # with a writer open on this thread
+        self._pending: deque[tuple[Future[None], int]] = deque()   # helper jobs, bytes held
+        self._pending_bytes = 0
+        self._helpers: ThreadPoolExecutor | None = None
+
+    def new(self, offset: int) -> DataObject:
+        name = manifest.data_object_name(self.prefix, len(self.written) + 1)
+        self.written.append(name)
+        obj = DataObject(name, offset, self.factory.new())
+        self.open_objects.append(obj)
+        return obj
+
+    def _open(self, obj: DataObject) -> ObjectWriter:
+        obj.cm = self.store.open_writer(self.container, obj.name)
+        obj.writer = obj.cm.__enter__()
+        return obj.writer
+
+    def _write(self, obj: DataObject, data: bytes | memoryview) -> None:
+        if data:
+            writer = obj.writer or self._open(obj)
+            writer.write(data)
+            obj.stored += len(data)
+
+    def emit(self, obj: DataObject, raw_length: int, out: bytes | memoryview) -> None:
+        """Take the compressed form ``out`` of the object's next ``raw_length`` bytes."""
+        obj.drained += raw_length
+        if not obj.buffered:
+            self._write(obj, out)
+            return
+        obj.chunks.append(out)
+        if obj.drained > SMALL_OBJECT_LIMIT:
+            # Too big to keep: stream it compressed from now on.
+            obj.buffered = False
+            for part in [obj.compressor.header(), *obj.chunks]:
+                self._write(obj, part)
+            obj.chunks.clear()
+
+    def finish(self, obj: DataObject) -> None:
+        comp = obj.compressor
+        compression = comp.name
+        if obj.buffered:
+            parts = [comp.header(), *obj.chunks, comp.trailer(obj.last_final)]
+            obj.chunks.clear()
+            size = sum(len(p) for p in parts)
+            raw = compression != "none" and size >= obj.length
+            if raw:
+                # As Cinder does: compression did not help, store the data itself.
+                compression, size = "none", obj.length
+            obj.stored = size
+            self.open_objects.remove(obj)      # no writer is open: the helper opens one
+            self._submit(size, self._store_small, obj.name, parts, comp.name if raw else None)
+        else:
+            if obj.writer is None:
+                self._write(obj, comp.header())
+            self._write(obj, comp.trailer(obj.last_final))
+            if obj.cm is None:
+                self._open(obj)
+            self._submit(0, obj.cm.__exit__, None, None, None)   # the helper closes it
+            obj.cm = obj.writer = None
+            self.open_objects.remove(obj)
+        self.entries.append(manifest.ObjectEntry(
+            name=obj.name, offset=obj.offset, length=obj.length,
+            md5=obj.md5.hexdigest(), compression=compression))
+        self.result.object_count += 1
+        self.result.bytes_stored += obj.stored
+
+    def _store_small(self, name: str, parts: list[bytes | memoryview],
+                     decompress: str | None) -> None:
+        """Helper thread: write a whole buffered object, raw when ``decompress`` says so.
+
+        The raw data is recovered from the buffered compressed form (the
+        pieces it came from are long gone).
+        """
+        with self.store.open_writer(self.container, name) as writer:
+            if decompress is None:
+                for part in parts:
+                    if part:
+                        writer.write(part)
+                return
+            src = DecompressingReader(ChunksReader(parts), decompress, name)
+            while data := src.read(RAW_WRITE_SIZE):
+                writer.write(data)
+
+    def _submit(self, nbytes: int, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn`` (which completes an object) in a helper thread, bounding what waits."""
+        while self._pending and (self._pending[0][0].done()
+                                 or len(self._pending) >= MAX_PENDING
+                                 or self._pending_bytes + nbytes > MAX_PENDING_BYTES):
+            self._reap_oldest()
+        if self._helpers is None:
+            self._helpers = ThreadPoolExecutor(HELPERS, thread_name_prefix="backup-store")
+        self._pending.append((self._helpers.submit(fn, *args), nbytes))
+        self._pending_bytes += nbytes
+
+    def _reap_oldest(self) -> None:
+        future, nbytes = self._pending.popleft()
+        self._pending_bytes -= nbytes
+        future.result()             # a failed write or close fails the backup
+
+    def wait_complete(self) -> None:
+        """Wait until every finished object is complete in the store."""
+        while self._pending:
+            self._reap_oldest()
+
+    def shutdown(self) -> None:
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=True)
+
+    def abort(self, exc_info: Any) -> None:
+        """Remove everything written (best effort: the original exception matters)."""
+        wait_futures([f for f, _ in self._pending])   # they could create objects later
+        for obj in self.open_objects:
+            if obj.cm is not None:
+                try:
+                    obj.cm.__exit__(*exc_info)
+                except Exception:
+                    pass
+        # The metadata goes first, so a half-deleted backup never looks complete.
+        for name in reversed(self.written):
+            try:
+                self.store.delete(self.container, name)
+            except Exception:
+                pass
