@@ -318,8 +318,8 @@ def get_all_snapshots(ctx, *, filters, marker=None, limit=None, offset=None,
 
 def count_snapshots(ctx, *, filters, all_tenants=False) -> int:
     policy.authorize(ctx, "volume:get_all_snapshots")
-    return len(get_all_snapshots(ctx, filters=filters, sort_keys=["created_at"],
-                                 sort_dirs=["desc"], all_tenants=all_tenants))
+    return db.snapshot_count(ctx, filters=_column_filters(filters),
+                             project_only=not (all_tenants and ctx.is_admin))
 
 
 def _delete_snapshot_row(ctx, snapshot) -> None:

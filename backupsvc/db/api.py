@@ -520,6 +520,10 @@ def snapshot_get_all(context, filters: dict | None = None, marker: str | None = 
                  not_found=exception.SnapshotNotFound(snapshot_id=marker))
 
 
+def snapshot_count(context, filters: dict | None = None, project_only: bool = True) -> int:
+    return _count(context, models.Snapshot, filters=filters, project_only=project_only)
+
+
 def snapshot_cas_status(context, snapshot_id: str, to_status: str,
                         from_statuses: Iterable[str] | None = None,
                         admin_override: bool = False, **values) -> bool:

@@ -201,3 +201,15 @@ def test_manage_is_admin_only_and_answers_a_volume(admin, member, tmp_path):
     assert "Cannot manage" in admin.post("os-volume-manage", outside,
                                          status=400).json["badRequest"]["message"]
     assert admin.get("os-volume-manage", status=405).json["badMethod"]["code"] == 405
+
+
+def test_snapshot_list_with_count(member):
+    volume = member.make_volume()
+    for name in ("a", "b", "c"):
+        member.post("snapshots", {"snapshot": {"volume_id": volume["id"], "name": name}},
+                    status=202)
+    listed = member.get("snapshots/detail?with_count=true&limit=2&name=b",
+                        version="3.45").json
+    assert listed["count"] == 1 and [s["name"] for s in listed["snapshots"]] == ["b"]
+    listed = member.get("snapshots?with_count=true&limit=2", version="3.45").json
+    assert listed["count"] == 3 and len(listed["snapshots"]) == 2
