@@ -10,37 +10,25 @@ import datetime
 import uuid
 from collections.abc import Iterable
 
-from oslo_config import cfg
 from oslo_db import exception as db_exc
-from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import utils as db_utils
-from oslo_utils import timeutils
 from sqlalchemy import func, select, update
 
 from backupsvc import exception, states
-from backupsvc.db import models
+from backupsvc.db import models, session
+from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
+    backup_usage,
+    consume_quota,
+    quota_usage,
+    release_quota,
+    seed_usage,
+)
 
-CONF = cfg.CONF
-
-main_context_manager = enginefacade.transaction_context()
-_configured = False
-
-
-def configure() -> None:
-    """Bind the enginefacade to CONF.database (call once, after config load)."""
-    global _configured
-    if not _configured:
-        main_context_manager.configure(**dict(CONF.database.items()))
-        _configured = True
-
-
-def get_engine():
-    configure()
-    return main_context_manager.writer.get_engine()
-
-
-def _now() -> datetime.datetime:
-    return timeutils.utcnow()
+# Re-exported: callers configure the database through this module.
+configure = session.configure
+get_engine = session.get_engine
+main_context_manager = session.main_context_manager
+_now = session.now
 
 
 # --------------------------------------------------------------------- helpers
@@ -123,64 +111,6 @@ def _replace_metadata(session, meta_model, fk: str, owner_id: str, metadata: dic
             row.deleted, row.deleted_at = True, _now()
 
 
-# ---------------------------------------------------------------------- quotas
-#
-# Usage counters per project and resource change only by conditional UPDATEs
-# inside the transaction that inserts or deletes the backup row, so
-# concurrent creates can never exceed a limit. A missing counter is seeded
-# from the live rows, which also repairs a counter that was dropped.
-
-def _seed_usage(context, project_id: str) -> None:
-    with main_context_manager.reader.using(context) as session:
-        present = set(session.scalars(select(models.QuotaUsage.resource).where(
-            models.QuotaUsage.project_id == project_id)))
-    if present >= {"backups", "backup_gigabytes"}:
-        return
-    count, gigabytes = backup_usage(context, project_id)
-    for resource, in_use in (("backups", count), ("backup_gigabytes", gigabytes)):
-        if resource in present:
-            continue
-        try:
-            with main_context_manager.writer.using(context) as session:
-                session.add(models.QuotaUsage(project_id=project_id, resource=resource,
-                                              in_use=in_use))
-        except db_exc.DBDuplicateEntry:
-            pass  # a concurrent request seeded it
-
-
-def _consume_quota(session, project_id: str, size: int, limits: dict) -> None:
-    usage = models.QuotaUsage
-    for resource, delta in (("backups", 1), ("backup_gigabytes", size)):
-        limit = limits.get(resource, -1)
-        query = update(usage).where(usage.project_id == project_id,
-                                    usage.resource == resource)
-        if limit >= 0:
-            query = query.where(usage.in_use + delta <= limit)
-        if session.execute(query.values(in_use=usage.in_use + delta)).rowcount:
-            continue
-        in_use = session.scalar(select(usage.in_use).where(
-            usage.project_id == project_id, usage.resource == resource)) or 0
-        if resource == "backups":
-            raise exception.BackupLimitExceeded(allowed=limit)
-        raise exception.BackupGigabytesExceeded(requested=size, quota=limit, consumed=in_use)
-
-
-def _release_quota(session, project_id: str, size: int) -> None:
-    usage = models.QuotaUsage
-    for resource, delta in (("backups", 1), ("backup_gigabytes", size or 0)):
-        session.execute(update(usage)
-                        .where(usage.project_id == project_id, usage.resource == resource,
-                               usage.in_use >= delta)
-                        .values(in_use=usage.in_use - delta))
-
-
-def quota_usage(context, project_id: str) -> dict[str, int]:
-    with main_context_manager.reader.using(context) as session:
-        rows = session.execute(select(models.QuotaUsage.resource, models.QuotaUsage.in_use)
-                               .where(models.QuotaUsage.project_id == project_id)).all()
-    return {resource: in_use for resource, in_use in rows}
-
-
 # --------------------------------------------------------------------- backups
 
 def backup_create(context, values: dict, metadata: dict | None = None,
@@ -191,11 +121,11 @@ def backup_create(context, values: dict, metadata: dict | None = None,
     values.setdefault("status", states.BackupStatus.CREATING)
     values.setdefault("num_dependent_backups", 0)
     if quota_limits is not None:
-        _seed_usage(context, values["project_id"])
+        seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
         if quota_limits is not None:
-            _consume_quota(session, values["project_id"], values.get("size") or 0,
-                           quota_limits)
+            consume_quota(session, values["project_id"], values.get("size") or 0,
+                          quota_limits)
         row = models.Backup(**values)
         session.add(row)
         session.flush()
@@ -213,14 +143,14 @@ def backup_import(context, backup_id: str, values: dict, metadata: dict | None =
     record that is still in use).
     """
     if quota_limits is not None:
-        _seed_usage(context, values["project_id"])
+        seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
         row = session.get(models.Backup, backup_id)
         if row is not None and not row.deleted:
             raise exception.InvalidBackup(reason="Backup already exists in database.")
         if quota_limits is not None:
-            _consume_quota(session, values["project_id"], values.get("size") or 0,
-                           quota_limits)
+            consume_quota(session, values["project_id"], values.get("size") or 0,
+                          quota_limits)
         if row is None:
             session.add(models.Backup(id=backup_id, **values))
         else:
@@ -286,7 +216,7 @@ def backup_cas_status(context, backup_id: str, to_status: str,
                 .where(models.BackupMetadata.backup_id == backup_id)
                 .values(deleted=True, deleted_at=_now()))
             row = session.get(models.Backup, backup_id)
-            _release_quota(session, row.project_id, row.size or 0)
+            release_quota(session, row.project_id, row.size or 0)
         return result.rowcount == 1
 
 
@@ -376,16 +306,6 @@ def backup_get_by_host_and_status(context, host: str,
             select(models.Backup).where(models.Backup.host == host,
                                         models.Backup.deleted == False,  # noqa: E712
                                         models.Backup.status.in_(list(statuses)))))
-
-
-def backup_usage(context, project_id: str) -> tuple[int, int]:
-    """(number of backups, GiB) a project holds; what quotas are checked against."""
-    with main_context_manager.reader.using(context) as session:
-        count, gigabytes = session.execute(
-            select(func.count(), func.coalesce(func.sum(models.Backup.size), 0))
-            .where(models.Backup.project_id == project_id,
-                   models.Backup.deleted == False)).one()  # noqa: E712
-    return int(count), int(gigabytes)
 
 
 # --------------------------------------------------------------------- volumes
