@@ -33,6 +33,8 @@ from backupsvc.chunking import manifest
 from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.compression import CompressorFactory
 from backupsvc.chunking.errors import Cancelled
+from backupsvc.chunking.extents import zero_runs
+from backupsvc.chunking.frames import FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
 from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams
 from backupsvc.chunking.source import Piece, PieceSource
@@ -71,8 +73,13 @@ class BackupRun:
         self.cancelled, self.progress = cancelled, progress
         self.bs = params.sha_block_size
         self.result = BackupResult()
-        factory = CompressorFactory(params.compression, params.workers,
-                                    max(1 << 20, params.piece_size // 2))
+        self.compact = params.format_version == manifest.COMPACT_VERSION
+        factory: CompressorFactory | FramedCompressorFactory
+        if self.compact:
+            factory = FramedCompressorFactory(params.compression)
+        else:
+            factory = CompressorFactory(params.compression, params.workers,
+                                        max(1 << 20, params.piece_size // 2))
         self.output = ObjectOutput(store, container, prefix, factory, self.result)
         self.sha256s: list[str] = []
         self.current: DataObject | None = None
@@ -203,7 +210,8 @@ class BackupRun:
         work.actions.append(_Segment(obj, data, final, fut))
         obj.last_final = final
         obj.length += len(data)
-        obj.md5.update(data)
+        if obj.md5 is not None:
+            obj.md5.update(data)
         comp.update(data)
 
     # -- writing (main thread, in volume order) ---------------------------------
@@ -222,15 +230,21 @@ class BackupRun:
 
     def _write_manifests(self) -> None:
         desc = self.desc
+        version = self.params.format_version
+        zero_extents = None
+        if self.compact:
+            zero_extents = [(a, b - a) for a, b in zero_runs(self.sha256s, self.bs, self.size)]
         sha = manifest.Sha256File(
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,
-            chunk_size=self.bs, sha256s=self.sha256s)
+            chunk_size=self.bs, sha256s=self.sha256s, version=version,
+            volume_size=self.size)
         meta = manifest.Metadata(
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,
             parent_id=desc.parent_id, objects=self.output.entries,
-            volume_meta=desc.volume_meta, extra_metadata=desc.extra_metadata)
+            volume_meta=desc.volume_meta, extra_metadata=desc.extra_metadata,
+            version=version, zero_extents=zero_extents)
         written = self.output.written
         self._check_cancelled()
         written.append(manifest.sha256file_name(self.prefix))

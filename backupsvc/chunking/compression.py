@@ -195,6 +195,8 @@ class CompressorFactory:
     zstd context (and its worker threads) is shared by all of them.
     """
 
+    framed = False      # 1.0.0 objects: one standard stream each
+
     def __init__(self, name: str | None, threads: int = 1, job_size: int = 2 << 20) -> None:
         self.name = normalize_compression(name)
         self._zstd: zstandard.ZstdCompressor | None = None

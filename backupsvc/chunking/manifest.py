@@ -1,15 +1,23 @@
-"""Cinder's chunked-backup on-store format, version 1.0.0 (see doc/on-store-format.rst).
+"""The on-store format's two files per backup (see doc/on-store-format.rst).
 
 One backup is a set of objects in a container, all named ``<prefix>...``:
 data objects ``<prefix>-00001`` ..., ``<prefix>_sha256file`` and, written last,
-``<prefix>_metadata``. Both JSON files are ``json.dumps(obj, sort_keys=True,
-indent=2)`` in UTF-8, byte for byte what Cinder writes.
+``<prefix>_metadata``.
+
+Version 1.0.0 is Cinder's: both files are ``json.dumps(obj, sort_keys=True,
+indent=2)`` in UTF-8, byte for byte what Cinder writes. Version 2.0.0 keeps
+the metadata JSON (objects gain ``stored_length`` and a ``sha256`` of their
+stored bytes instead of an ``md5``, and ``zero_extents`` lists the volume's
+all-zero ranges) and makes the sha256 file compact: one JSON header line,
+then the zlib-compressed binary digests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +26,11 @@ from backupsvc.chunking.compression import normalize_compression
 from backupsvc.chunking.errors import FormatError, IntegrityError
 from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 
-FORMAT_VERSION = "1.0.0"
-SUPPORTED_VERSIONS = frozenset({FORMAT_VERSION})
+CINDER_VERSION = "1.0.0"
+COMPACT_VERSION = "2.0.0"
+FORMAT_VERSION = CINDER_VERSION          # the default of the dataclasses below
+SUPPORTED_VERSIONS = frozenset({CINDER_VERSION, COMPACT_VERSION})
+DIGEST_SIZE = 32
 
 
 def data_object_name(prefix: str, number: int) -> str:
@@ -39,8 +50,15 @@ class ObjectEntry:
     name: str
     offset: int          # where the data goes in the volume
     length: int          # uncompressed length
-    md5: str             # hex md5 of the uncompressed data
+    md5: str | None      # hex md5 of the uncompressed data (1.0.0)
     compression: str     # zlib, bz2, zstd or none (normalised)
+    stored_length: int | None = None    # 2.0.0: the object's size in the store...
+    sha256: str | None = None           # ...and the hex SHA-256 of those bytes
+
+    @property
+    def framed(self) -> bool:
+        """A format 2.0.0 object: frames (backupsvc.chunking.frames), not one stream."""
+        return self.sha256 is not None
 
     @property
     def end(self) -> int:
@@ -57,6 +75,7 @@ class Sha256File:
     chunk_size: int                      # the sha block size, despite the name
     sha256s: list[str] = field(default_factory=list)
     version: str = FORMAT_VERSION
+    volume_size: int | None = None       # 2.0.0 records it
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -73,6 +92,25 @@ class Sha256File:
         doc = self._header()
         doc["sha256s"] = self.sha256s
         return json.dumps(doc, sort_keys=True, indent=2).encode("utf-8")
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The file's content, in pieces (never one huge string)."""
+        if self.version == COMPACT_VERSION:
+            return self._iter_compact()
+        return self.iter_json()
+
+    def _iter_compact(self, batch: int = 8192) -> Iterator[bytes]:
+        blob_sha = hashlib.sha256()
+        for i in range(0, len(self.sha256s), batch):
+            blob_sha.update(bytes.fromhex("".join(self.sha256s[i:i + batch])))
+        doc = self._header()
+        doc.update(block_count=len(self.sha256s), volume_size=self.volume_size,
+                   encoding="zlib", digests_sha256=blob_sha.hexdigest())
+        yield json.dumps(doc, sort_keys=True).encode("utf-8") + b"\n"
+        packer = zlib.compressobj(6)
+        for i in range(0, len(self.sha256s), batch):
+            yield packer.compress(bytes.fromhex("".join(self.sha256s[i:i + batch])))
+        yield packer.flush()
 
     def iter_json(self, batch: int = 8192) -> Iterator[bytes]:
         """The same bytes as :meth:`to_json`, without building one huge string."""
@@ -103,6 +141,17 @@ class Metadata:
     volume_meta: str | None = None
     extra_metadata: Any = None           # written only when not None
     version: str = FORMAT_VERSION
+    # 2.0.0: the (offset, length) ranges of the volume that are all zeros
+    zero_extents: list[tuple[int, int]] | None = None
+
+    def _object(self, o: ObjectEntry) -> dict[str, Any]:
+        rec: dict[str, Any] = {"compression": o.compression, "length": o.length,
+                               "offset": o.offset}
+        if self.version == COMPACT_VERSION:
+            rec.update(stored_length=o.stored_length, sha256=o.sha256)
+        else:
+            rec["md5"] = o.md5
+        return rec
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -110,9 +159,7 @@ class Metadata:
             "backup_id": self.backup_id,
             "backup_name": self.backup_name,
             "created_at": self.created_at,
-            "objects": [{o.name: {"compression": o.compression, "length": o.length,
-                                  "md5": o.md5, "offset": o.offset}}
-                        for o in self.objects],
+            "objects": [{o.name: self._object(o)} for o in self.objects],
             "parent_id": self.parent_id,
             "version": self.version,
             "volume_id": self.volume_id,
@@ -120,6 +167,8 @@ class Metadata:
         }
         if self.extra_metadata is not None:
             doc["extra_metadata"] = self.extra_metadata
+        if self.version == COMPACT_VERSION:
+            doc["zero_extents"] = [list(z) for z in self.zero_extents or []]
         return doc
 
     def to_json(self) -> bytes:
@@ -151,8 +200,46 @@ def _field(doc: dict[str, Any], key: str, what: str, kind: type | tuple[type, ..
     return value
 
 
+def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File | None:
+    """A 2.0.0 sha256 file (JSON header line, zlib of the digests), or None if not one."""
+    try:
+        doc = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("version") != COMPACT_VERSION:
+        return None
+    chunk_size = _field(doc, "chunk_size", what, int)
+    count = _field(doc, "block_count", what, int)
+    volume_size = _field(doc, "volume_size", what, int)
+    if chunk_size <= 0 or count != -(-volume_size // chunk_size):
+        raise FormatError("%s: %d blocks of %d bytes do not make a %d-byte volume"
+                          % (what, count, chunk_size, volume_size))
+    if doc.get("encoding") != "zlib":
+        raise FormatError("%s: unknown digest encoding %r" % (what, doc.get("encoding")))
+    try:
+        blob = zlib.decompress(body)
+    except zlib.error as exc:
+        raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
+    if len(blob) != count * DIGEST_SIZE \
+            or hashlib.sha256(blob).hexdigest() != doc.get("digests_sha256"):
+        raise IntegrityError("%s: the digest list fails its checksum" % what)
+    shas = [blob[i:i + DIGEST_SIZE].hex() for i in range(0, len(blob), DIGEST_SIZE)]
+    return Sha256File(
+        backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
+        backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
+        created_at=doc.get("created_at"), chunk_size=chunk_size, sha256s=shas,
+        version=COMPACT_VERSION, volume_size=volume_size)
+
+
 def parse_sha256file(data: bytes, what: str = "sha256file") -> Sha256File:
+    head, newline, body = data.partition(b"\n")
+    if newline and head.startswith(b"{\""):       # Cinder's JSON starts with "{\n"
+        compact = _parse_compact_sha256file(head, body, what)
+        if compact is not None:
+            return compact
     doc = _load(data, what)
+    if doc["version"] != CINDER_VERSION:
+        raise FormatError("%s: a %s sha256 file must not be JSON" % (what, doc["version"]))
     chunk_size = _field(doc, "chunk_size", what, int)
     if chunk_size <= 0:
         raise FormatError("%s: chunk_size must be positive" % what)
@@ -166,7 +253,7 @@ def parse_sha256file(data: bytes, what: str = "sha256file") -> Sha256File:
         version=doc["version"])
 
 
-def _parse_object(item: Any, what: str) -> ObjectEntry:
+def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
     if not isinstance(item, dict) or len(item) != 1:
         raise FormatError("%s: each objects entry must map one name to its record" % what)
     ((name, rec),) = item.items()
@@ -181,19 +268,40 @@ def _parse_object(item: Any, what: str) -> ObjectEntry:
         compression = normalize_compression(rec.get("compression"))
     except ValueError as exc:
         raise FormatError("%s: %s" % (where, exc)) from exc
+    if version == COMPACT_VERSION:
+        stored = _field(rec, "stored_length", where, int)
+        digest = _field(rec, "sha256", where, str)
+        if stored < 0 or len(digest) != 2 * DIGEST_SIZE:
+            raise FormatError("%s: bad stored_length or sha256" % where)
+        return ObjectEntry(name=name, offset=offset, length=length, md5=None,
+                           compression=compression, stored_length=stored, sha256=digest)
     return ObjectEntry(name=name, offset=offset, length=length,
                        md5=_field(rec, "md5", where, str), compression=compression)
 
 
+def _parse_zero_extents(doc: dict[str, Any], what: str) -> list[tuple[int, int]] | None:
+    if doc["version"] != COMPACT_VERSION:
+        return None
+    extents = []
+    for item in _field(doc, "zero_extents", what, list):
+        if not (isinstance(item, list) and len(item) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                        for v in item)):
+            raise FormatError("%s: zero_extents must be [offset, length] pairs" % what)
+        extents.append((item[0], item[1]))
+    return extents
+
+
 def parse_metadata(data: bytes, what: str = "metadata") -> Metadata:
     doc = _load(data, what)
-    objects = [_parse_object(item, what) for item in _field(doc, "objects", what, list)]
+    objects = [_parse_object(item, what, doc["version"])
+               for item in _field(doc, "objects", what, list)]
     return Metadata(
         backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
         created_at=doc.get("created_at"), parent_id=doc.get("parent_id"), objects=objects,
         volume_meta=doc.get("volume_meta"), extra_metadata=doc.get("extra_metadata"),
-        version=doc["version"])
+        version=doc["version"], zero_extents=_parse_zero_extents(doc, what))
 
 
 # -- store helpers --------------------------------------------------------------
@@ -218,7 +326,7 @@ def load_metadata(store: ObjectStore, container: str, prefix: str) -> Metadata:
 
 def write_sha256file(store: ObjectStore, container: str, prefix: str, sha: Sha256File) -> None:
     with store.open_writer(container, sha256file_name(prefix)) as w:
-        for part in sha.iter_json():
+        for part in sha.iter_bytes():
             w.write(part)
 
 

@@ -1,6 +1,8 @@
 """The data objects of one backup: naming, streaming to the store, records.
 
-Compressed output is handed over in volume order. An object of at most
+Format 2.0.0 objects (framed) carry the SHA-256 of their stored bytes, taken
+here as the output goes by; 1.0.0 objects the md5 of their data, taken by
+the backup pipeline. Compressed output is handed over in volume order. An object of at most
 :data:`SMALL_OBJECT_LIMIT` bytes is buffered (compressed) so that, as Cinder
 does, it can be stored raw when compression does not make it smaller; larger
 objects are streamed to the store as they are produced.
@@ -28,6 +30,7 @@ from backupsvc.chunking.compression import (
     DecompressingReader,
     ObjectCompressor,
 )
+from backupsvc.chunking.frames import FramedCompressorFactory
 from backupsvc.chunking.params import BackupResult, MiB
 from backupsvc.drivers.base import ObjectStore, ObjectWriter
 
@@ -40,11 +43,14 @@ MAX_PENDING_BYTES = 16 * MiB    # ...and the buffered bytes they may hold
 class DataObject:
     """One data object being produced."""
 
-    def __init__(self, name: str, offset: int, compressor: ObjectCompressor) -> None:
+    def __init__(self, name: str, offset: int, compressor: ObjectCompressor,
+                 framed: bool) -> None:
         self.name = name
         self.offset = offset
         self.length = 0                 # raw bytes assigned (main thread, in order)
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        # 1.0.0: md5 of the data; 2.0.0: sha256 of the stored bytes.
+        self.md5 = None if framed else hashlib.md5(usedforsecurity=False)
+        self.stored_sha = hashlib.sha256() if framed else None
         self.compressor = compressor
         self.last_final = False         # last segment was compressed as the stream end
         self.buffered = True            # still holding its (compressed) output in memory
@@ -57,7 +63,8 @@ class DataObject:
 
 class ObjectOutput:
     def __init__(self, store: ObjectStore, container: str, prefix: str,
-                 factory: CompressorFactory, result: BackupResult) -> None:
+                 factory: CompressorFactory | FramedCompressorFactory,
+                 result: BackupResult) -> None:
         self.store, self.container, self.prefix = store, container, prefix
         self.factory, self.result = factory, result
         self.written: list[str] = []    # every object name this run may have created
@@ -70,7 +77,7 @@ class ObjectOutput:
     def new(self, offset: int) -> DataObject:
         name = manifest.data_object_name(self.prefix, len(self.written) + 1)
         self.written.append(name)
-        obj = DataObject(name, offset, self.factory.new())
+        obj = DataObject(name, offset, self.factory.new(), self.factory.framed)
         self.open_objects.append(obj)
         return obj
 
@@ -88,6 +95,8 @@ class ObjectOutput:
     def emit(self, obj: DataObject, raw_length: int, out: bytes | memoryview) -> None:
         """Take the compressed form ``out`` of the object's next ``raw_length`` bytes."""
         obj.drained += raw_length
+        if obj.stored_sha is not None:
+            obj.stored_sha.update(out)
         if not obj.buffered:
             self._write(obj, out)
             return
@@ -106,7 +115,8 @@ class ObjectOutput:
             parts = [comp.header(), *obj.chunks, comp.trailer(obj.last_final)]
             obj.chunks.clear()
             size = sum(len(p) for p in parts)
-            raw = compression != "none" and size >= obj.length
+            # (Framed objects chose raw or compressed frame by frame already.)
+            raw = compression != "none" and size >= obj.length and not self.factory.framed
             if raw:
                 # As Cinder does: compression did not help, store the data itself.
                 compression, size = "none", obj.length
@@ -122,9 +132,17 @@ class ObjectOutput:
             self._submit(0, obj.cm.__exit__, None, None, None)   # the helper closes it
             obj.cm = obj.writer = None
             self.open_objects.remove(obj)
-        self.entries.append(manifest.ObjectEntry(
-            name=obj.name, offset=obj.offset, length=obj.length,
-            md5=obj.md5.hexdigest(), compression=compression))
+        if obj.stored_sha is not None:
+            entry = manifest.ObjectEntry(
+                name=obj.name, offset=obj.offset, length=obj.length, md5=None,
+                compression=compression, stored_length=obj.stored,
+                sha256=obj.stored_sha.hexdigest())
+        else:
+            assert obj.md5 is not None
+            entry = manifest.ObjectEntry(
+                name=obj.name, offset=obj.offset, length=obj.length,
+                md5=obj.md5.hexdigest(), compression=compression)
+        self.entries.append(entry)
         self.result.object_count += 1
         self.result.bytes_stored += obj.stored
 

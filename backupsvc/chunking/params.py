@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backupsvc.chunking.compression import normalize_compression
+from backupsvc.chunking.manifest import COMPACT_VERSION, SUPPORTED_VERSIONS
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 1999994880          # Cinder's backup_file_size default
@@ -21,8 +22,14 @@ class EngineParams:
     workers: int = 2
     piece_size: int = DEFAULT_PIECE_SIZE
     skip_zero_blocks: bool = True
+    # What new backups are written in: "2.0.0" (compact, framed, explicit zero
+    # extents) or Cinder's "1.0.0". Both are always read.
+    format_version: str = COMPACT_VERSION
 
     def __post_init__(self) -> None:
+        if self.format_version not in SUPPORTED_VERSIONS:
+            raise ValueError("unknown backup format version %r; use one of %s"
+                             % (self.format_version, ", ".join(sorted(SUPPORTED_VERSIONS))))
         if self.sha_block_size <= 0 or self.chunk_size <= 0:
             raise ValueError("chunk_size and sha_block_size must be positive")
         if self.chunk_size % self.sha_block_size:

@@ -3,7 +3,9 @@
 The extent plan says which object provides each byte; every needed object is
 then read once, in order of the first volume offset it provides, and each
 volume byte is written at most once. Producer threads, a few objects ahead
-of the main thread, decompress objects and compute their md5; every needed
+of the main thread, read objects and check their md5 (1.0.0: they also
+decompress them) or the SHA-256 of their stored bytes (2.0.0: each frame is
+then decoded by a checker thread, so one big object uses every core); every needed
 block is checked against the newest backup's sha256 list (by checker
 threads, for large pieces, while the producer goes on; a block recorded as
 zeros is compared with zeros instead of hashed); the main thread writes the
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backupsvc.chunking import manifest
+from backupsvc.chunking import frames, manifest
 from backupsvc.chunking.blocks import is_zero, zero_sha
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
@@ -63,7 +65,11 @@ class _ObjectJob:
 
     source: Source
     ranges: list[tuple[int, int]]
-    queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=2))
+    # Pieces (1.0.0) or frames being decoded (2.0.0) waiting for the writer.
+    queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=6))
+
+    def needs(self, start: int, end: int) -> bool:
+        return any(s < end and start < e for s, e in self.ranges)
 
 
 def load_chain(store: ObjectStore,
@@ -124,6 +130,12 @@ class RestoreRun:
                                     -(-self.size // bs)))
         self.piece = max(1, self.params.piece_size // bs) * bs
         self.zero_runs = zero_runs(self.shas, bs, self.size)
+        if newest.meta.zero_extents is not None:
+            # 2.0.0 states them; they must agree with the digests.
+            stated = [(off, off + n) for off, n in newest.meta.zero_extents]
+            if stated != self.zero_runs:
+                raise IntegrityError("%s: the zero extents of its metadata disagree with its "
+                                     "sha256 file" % newest.label)
         self.zero_starts = [r[0] for r in self.zero_runs]
         extents = plan_extents([item.meta.objects for item in layers], self.zero_runs,
                                self.size)
@@ -204,12 +216,15 @@ class RestoreRun:
         return False
 
     def _produce(self, job: _ObjectJob) -> None:
-        """Worker: decompress one object, check its md5 and length, queue the needed data."""
+        """Worker: read one object, check its checksum and length, queue the needed data."""
         entry = job.source.entry
         label = "object %s" % entry.name
         try:
             label = self._label(job.source)
             layer = self.layers[job.source.layer].layer
+            if entry.framed:
+                self._produce_frames(job, layer, label)
+                return
             with self.store.open_reader(layer.container, entry.name) as raw:
                 src = DecompressingReader(raw, entry.compression, label)
                 md5 = hashlib.md5(usedforsecurity=False)
@@ -226,8 +241,7 @@ class RestoreRun:
                     if pos > entry.length:
                         raise IntegrityError("%s holds more than its recorded %d bytes"
                                              % (label, entry.length))
-                    end = start + len(data)
-                    if any(s < end and start < e for s, e in job.ranges):
+                    if job.needs(start, start + len(data)):
                         if len(data) >= CHECK_ASIDE:
                             # Hash in another thread: this one goes on with the md5.
                             check: CheckedRuns = self.checkers.submit(
@@ -247,6 +261,40 @@ class RestoreRun:
             self._put(job, err)
         except BaseException as exc:  # handed to the main thread, which raises it
             self._put(job, exc)
+
+    def _produce_frames(self, job: _ObjectJob, layer: Layer, label: str) -> None:
+        """Read a 2.0.0 object's frames; checker threads decode and check the needed ones.
+
+        The data is trusted once its blocks match the sha list; the stored
+        bytes' SHA-256 also catches damage in frames this restore skips.
+        """
+        entry = job.source.entry
+        digest = hashlib.sha256()
+        pos = 0
+        with self.store.open_reader(layer.container, entry.name) as raw:
+            for codec, length, payload in frames.read_frames(raw, label, digest):
+                if self.stop.is_set():
+                    return
+                start = entry.offset + pos
+                pos += length
+                if pos > entry.length:
+                    raise IntegrityError("%s holds more than its recorded %d bytes"
+                                         % (label, entry.length))
+                if job.needs(start, pos + entry.offset):
+                    check = self.checkers.submit(self._decode_and_check, job, start, codec,
+                                                 length, payload, label)
+                    if not self._put(job, (start, None, check)):
+                        return
+        if pos != entry.length:
+            raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
+        if digest.hexdigest() != entry.sha256:
+            raise IntegrityError("%s fails its sha256 check" % label)
+        self._put(job, _DONE)
+
+    def _decode_and_check(self, job: _ObjectJob, start: int, codec: int, length: int,
+                          payload: bytes, label: str) -> tuple[bytes, Runs]:
+        data = frames.decode(codec, payload, length, label)
+        return data, self._check(job, start, data, label)
 
     def _check(self, job: _ObjectJob, start: int, data: bytes, label: str) -> Runs:
         """Checker: check the needed blocks of ``data`` (at ``start``) against the sha list.
@@ -289,7 +337,10 @@ class RestoreRun:
             if isinstance(msg, BaseException):
                 raise msg
             start, data, check = msg  # type: ignore[misc]
-            runs = check.result() if isinstance(check, Future) else check
+            if data is None:                    # a 2.0.0 frame: decoded by the checker
+                data, runs = check.result()
+            else:
+                runs = check.result() if isinstance(check, Future) else check
             view = memoryview(data)
             for a, b, skip in runs:
                 if skip:

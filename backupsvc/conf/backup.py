@@ -47,6 +47,13 @@ opts = [
     cfg.BoolOpt("backup_skip_zero_blocks", default=True,
                 help="Do not store SHA blocks that are all zeros; restores "
                      "recreate them from the SHA list."),
+    cfg.StrOpt("backup_format_version", default="2.0.0", choices=["2.0.0", "1.0.0"],
+               help="On-store format of new backups. 2.0.0 (compact SHA list, "
+                    "explicit zero extents, framed objects with a checksum) is "
+                    "faster and smaller; 1.0.0 is Cinder's chunked format, for "
+                    "repositories that Cinder must be able to restore. Both are "
+                    "always read, and an incremental may use another format "
+                    "than its parent."),
 ]
 
 

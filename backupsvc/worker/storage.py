@@ -46,7 +46,8 @@ def engine_params(conf: cfg.ConfigOpts = CONF) -> EngineParams:
     return EngineParams(chunk_size=chunk, sha_block_size=block,
                         compression=conf.backup_compression_algorithm,
                         workers=conf.backup_engine_threads,
-                        skip_zero_blocks=conf.backup_skip_zero_blocks)
+                        skip_zero_blocks=conf.backup_skip_zero_blocks,
+                        format_version=conf.backup_format_version)
 
 
 def check_config(conf: cfg.ConfigOpts = CONF) -> None:

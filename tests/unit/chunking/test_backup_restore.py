@@ -23,10 +23,11 @@ def small_params(**kw) -> EngineParams:
     return EngineParams(**base)
 
 
+@pytest.mark.parametrize("fmt", ["1.0.0", "2.0.0"])
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 @pytest.mark.parametrize("size", [0, 1, 1023, 1024, 100 * KiB + 17, 257 * KiB])
-def test_full_backup_restores_identical(tmp_path, compression, size):
-    chain = Chain(tmp_path, small_params(compression=compression))
+def test_full_backup_restores_identical(tmp_path, compression, size, fmt):
+    chain = Chain(tmp_path, small_params(compression=compression, format_version=fmt))
     image = random_image(random.Random(size), size)
     chain.backup(image)
     for zeroed in (True, False):
@@ -36,7 +37,8 @@ def test_full_backup_restores_identical(tmp_path, compression, size):
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_objects_decompress_with_plain_libraries(tmp_path, compression):
-    chain = Chain(tmp_path, small_params(compression=compression, chunk_size=64 * KiB))
+    chain = Chain(tmp_path, small_params(compression=compression, chunk_size=64 * KiB,
+                                         format_version="1.0.0"))
     # Compressible text so that objects really are stored compressed.
     image = bytearray(random_image(random.Random(5), 200 * KiB, 0.2))
     image[0:150 * KiB] = (b"some compressible words " * 10000)[:150 * KiB]
@@ -64,7 +66,7 @@ def test_objects_decompress_with_plain_libraries(tmp_path, compression):
 
 
 def test_incompressible_small_object_stored_raw(tmp_path):
-    chain = Chain(tmp_path, small_params(compression="zlib"))
+    chain = Chain(tmp_path, small_params(compression="zlib", format_version="1.0.0"))
     image = random.Random(3).randbytes(8 * KiB)
     chain.backup(image)
     (obj,) = read_metadata(chain.store, chain.container, chain.layers[0].prefix).objects
@@ -109,7 +111,7 @@ def test_objects_follow_runs_and_chunk_boundaries(tmp_path):
 
 
 def test_json_files(tmp_path):
-    chain = Chain(tmp_path, small_params())
+    chain = Chain(tmp_path, small_params(format_version="1.0.0"))
     image = random_image(random.Random(9), 50 * KiB)
     chain.backup(image)
     prefix = chain.layers[0].prefix

@@ -144,7 +144,7 @@ def test_restore_detects_a_missing_object(tmp_path):
 
 
 def test_restore_detects_a_wrong_sha_list(tmp_path):
-    chain = Chain(tmp_path, params())
+    chain = Chain(tmp_path, params(format_version="1.0.0"))
     chain.backup(image_with_data())
     prefix = chain.layers[0].prefix
     doc = json.loads(chain.store.get(chain.container, prefix + "_sha256file"))
@@ -171,9 +171,9 @@ def test_unsupported_version(tmp_path):
     chain.backup(image_with_data())
     prefix = chain.layers[0].prefix
     doc = json.loads(chain.store.get(chain.container, prefix + "_metadata"))
-    doc["version"] = "2.0.0"
+    doc["version"] = "3.0.0"
     chain.store.put(chain.container, prefix + "_metadata", json.dumps(doc).encode())
-    with pytest.raises(IntegrityError, match="unsupported backup format version 2.0.0"):
+    with pytest.raises(IntegrityError, match="unsupported backup format version 3.0.0"):
         chain.restore()
 
 

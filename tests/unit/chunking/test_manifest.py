@@ -68,7 +68,7 @@ def test_parse_cinder_metadata_compression_names():
     assert [o.compression for o in meta.objects] == ["zlib", "none", "bz2", "none"]
 
 
-@pytest.mark.parametrize("version", ["2.0.0", None, "1.0"])
+@pytest.mark.parametrize("version", ["3.0.0", None, "1.0"])
 def test_unsupported_version(version):
     with pytest.raises(FormatError, match="unsupported backup format version %s" % version):
         manifest.parse_metadata(cinder_metadata(version=version), "p_metadata")

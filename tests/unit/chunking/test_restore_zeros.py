@@ -53,7 +53,8 @@ def test_zero_blocks_in_objects_are_not_hashed(tmp_path, monkeypatch, checks, co
 
         @staticmethod
         def sha256(data=b""):
-            hashed.append(bytes(data))
+            if data:        # (a 2.0.0 object's checksum starts empty)
+                hashed.append(bytes(data))
             return real(data)
 
     monkeypatch.setattr(restore, "hashlib", Counting)

@@ -237,7 +237,8 @@ def test_holes_are_neither_read_nor_hashed(tmp_path, monkeypatch):
     blocks.zero_sha(32 * KiB)        # known before the backup starts
 
     def counting_sha256(data=b""):
-        calls.append(len(data))
+        if data:            # (a 2.0.0 object's checksum starts empty)
+            calls.append(len(data))
         return real(data)
 
     monkeypatch.setattr(blocks.hashlib, "sha256", counting_sha256)

@@ -22,6 +22,7 @@ from backupsvc.states import BackupStatus as B
 from backupsvc.states import VolumeStatus as V
 from backupsvc.worker import manager as worker_manager
 from backupsvc.worker import server as worker_server
+from backupsvc.worker import storage
 
 CONF = cfg.CONF
 MiB = 1024 * 1024
@@ -232,6 +233,15 @@ def test_export_and_import_record_round_trip(env):
 
 def test_metadata_files_use_cinder_format(env):
     ctx, mgr, tmp = env
+    CONF.set_override("backup_format_version", "1.0.0")
+    try:
+        mgr.params = storage.engine_params(CONF)     # (read once, at start-up)
+        _check_cinder_format_files(ctx, mgr)
+    finally:
+        CONF.clear_override("backup_format_version")
+
+
+def _check_cinder_format_files(ctx, mgr):
     vol = _sparse_volume(ctx, random.Random(9))
     backup = backups.create(ctx, vol.id, name="fmt")
     mgr._create_backup(backup.id)

@@ -1,0 +1,174 @@
+"""Framed data objects of format 2.0.0 (see doc/on-store-format.rst).
+
+A format 2.0.0 data object is a sequence of independent *frames*, each of
+at most :data:`FRAME_SIZE` uncompressed bytes::
+
+    codec (1 byte) | 3 zero bytes | raw length (u32, big-endian) | stored length (u32) | payload
+
+Frames are encoded and decoded independently, so both run in parallel
+threads whatever the object size, and each frame chooses its own encoding:
+a frame whose data does not compress (a cheap probe of a few samples says so,
+or the compressed form is not smaller) is stored raw. A whole object's
+stored bytes carry one SHA-256, recorded in the metadata and verified on
+restore before any frame is trusted.
+"""
+
+from __future__ import annotations
+
+import bz2
+import struct
+import zlib
+from collections.abc import Iterator
+
+import zstandard
+
+from backupsvc.chunking.compression import BZ2_LEVEL, ZLIB_LEVEL, ZSTD_LEVEL
+from backupsvc.chunking.errors import IntegrityError
+from backupsvc.chunking.params import MiB
+
+FRAME_SIZE = 1 * MiB
+HEADER = struct.Struct(">B3xII")
+CODECS = {"none": 0, "zlib": 1, "bz2": 2, "zstd": 3}
+_NAMES = {v: k for k, v in CODECS.items()}
+
+# The probe: compress a few small samples fast; if they barely shrink, the
+# frame is (almost certainly) incompressible and compressing it would burn a
+# core for nothing.
+PROBE_SAMPLES = 4
+PROBE_SAMPLE_SIZE = 4096
+PROBE_MIN_SAVING = 0.03
+
+
+def _compress(codec: str, data: memoryview) -> bytes:
+    if codec == "zlib":
+        return zlib.compress(data, ZLIB_LEVEL)
+    if codec == "zstd":
+        # A compressor per call: ZstdCompressor objects are not thread-safe.
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    return bz2.compress(data, BZ2_LEVEL)
+
+
+def looks_incompressible(data: memoryview) -> bool:
+    """A few 4 KiB samples spread over ``data``, deflated at level 1, barely shrink."""
+    n = len(data)
+    if n < PROBE_SAMPLES * PROBE_SAMPLE_SIZE * 4:
+        return False        # small: just try
+    step = n // PROBE_SAMPLES
+    sample = b"".join(data[i * step:i * step + PROBE_SAMPLE_SIZE]
+                      for i in range(PROBE_SAMPLES))
+    return len(zlib.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
+
+
+def encode(codec: str, data: memoryview) -> list[bytes | memoryview]:
+    """The frames holding ``data`` (header, payload, header, payload, ...)."""
+    out: list[bytes | memoryview] = []
+    for start in range(0, len(data), FRAME_SIZE):
+        raw = data[start:start + FRAME_SIZE]
+        payload: bytes | memoryview = raw
+        used = "none"
+        if codec != "none" and not looks_incompressible(raw):
+            packed = _compress(codec, raw)
+            if len(packed) < len(raw):
+                payload, used = packed, codec
+        out.append(HEADER.pack(CODECS[used], len(raw), len(payload)))
+        out.append(payload)
+    return out
+
+
+class FramedCompressor:
+    """The :class:`~backupsvc.chunking.compression.ObjectCompressor` of format 2.0.0.
+
+    Segments become whole frames, so they are encoded in parallel and need
+    no stream header, trailer or running state.
+    """
+
+    parallel = True
+
+    def __init__(self, codec: str) -> None:
+        self.name = codec
+
+    def header(self) -> bytes:
+        return b""
+
+    def compress_segment(self, data: memoryview, final: bool) -> bytes:
+        return b"".join(encode(self.name, data))
+
+    def update(self, data: memoryview) -> None:
+        pass
+
+    def trailer(self, last_was_final: bool) -> bytes:
+        return b""
+
+
+class FramedCompressorFactory:
+    """What :class:`~backupsvc.chunking.objects.ObjectOutput` makes compressors with."""
+
+    framed = True
+
+    def __init__(self, codec: str) -> None:
+        self.name = codec
+
+    def new(self) -> FramedCompressor:
+        return FramedCompressor(self.name)
+
+
+def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
+    """One frame's data; a wrong length or corrupt payload raises IntegrityError."""
+    try:
+        if codec == 0:
+            data = payload
+        elif codec == 1:
+            data = zlib.decompress(payload, bufsize=raw_length or 1)
+        elif codec == 2:
+            data = bz2.decompress(payload)
+        elif codec == 3:
+            data = zstandard.ZstdDecompressor().decompress(payload,
+                                                          max_output_size=raw_length)
+        else:
+            raise IntegrityError("%s: unknown frame encoding %d" % (label, codec))
+    except (zlib.error, OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
+        raise IntegrityError("%s: corrupt %s frame: %s"
+                             % (label, _NAMES.get(codec, codec), exc)) from exc
+    if len(data) != raw_length:
+        raise IntegrityError("%s: a frame decodes to %d bytes, %d recorded"
+                             % (label, len(data), raw_length))
+    return data
+
+
+class _Raw:
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_frames(raw: _Raw, label: str,
+                digest: object) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(codec, raw length, payload)`` of each frame of an object stream.
+
+    ``digest`` (a hashlib object) is updated with every stored byte read, so
+    the caller can compare it with the recorded checksum at the end.
+    """
+    while True:
+        head = _read_exactly(raw, HEADER.size, label, allow_eof=True)
+        if not head:
+            return
+        digest.update(head)  # type: ignore[attr-defined]
+        codec, raw_length, stored = HEADER.unpack(head)
+        if not 0 < raw_length <= FRAME_SIZE or stored > raw_length \
+                or (codec == 0 and stored != raw_length):
+            raise IntegrityError("%s: a frame header is damaged (raw %d, stored %d bytes)"
+                                 % (label, raw_length, stored))
+        payload = _read_exactly(raw, stored, label)
+        digest.update(payload)  # type: ignore[attr-defined]
+        yield codec, raw_length, payload
+
+
+def _read_exactly(raw: _Raw, size: int, label: str, allow_eof: bool = False) -> bytes:
+    parts, have = [], 0
+    while have < size:
+        data = raw.read(size - have)
+        if not data:
+            if allow_eof and not have:
+                return b""
+            raise IntegrityError("%s: truncated frame" % label)
+        parts.append(data)
+        have += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
