@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import zlib
 
@@ -251,3 +252,60 @@ def test_random_images_round_trip(tmp_path):
         chain.backup(image)
         data, _ = chain.restore(zeroed=bool(n % 2), junk_seed=n)
         assert data == image
+
+
+def test_sparse_volume_stores_and_allocates_only_its_data(tmp_path):
+    """2 GiB holding 16 MiB: stored and restored allocation stay within data + 1%."""
+    from backupsvc.chunking.engine import Layer, run_backup, run_restore
+    from backupsvc.drivers.posix import PosixStore
+    from tests.unit.chunking import FileTarget, description
+
+    size, rng = 2048 * MiB, random.Random(14)
+    image = str(tmp_path / "image")
+    extents = sorted(rng.sample(range(0, size // MiB - 1), 16))
+    with open(image, "wb") as f:
+        f.truncate(size)
+        for slot in extents:
+            f.seek(slot * MiB + rng.randrange(0, MiB, 32 * KiB))
+            f.write(rng.randbytes(MiB))
+    data_bytes = 16 * MiB
+    store = PosixStore(str(tmp_path / "store"))
+    p = EngineParams(compression="zlib")
+    with open(image, "rb") as f:
+        result = run_backup(f, size, store, "c", "p", description("b0"), p)
+    assert result.bytes_read <= data_bytes + 64 * KiB * len(extents)
+    assert result.bytes_stored <= data_bytes * 1.01
+
+    out = str(tmp_path / "restored")
+    with open(out, "wb") as f:
+        f.truncate(size)
+    target = FileTarget(out)
+    try:
+        run_restore([Layer("c", "p")], target, size, p, target_is_zeroed=True, store=store)
+    finally:
+        target.close()
+    assert os.stat(out).st_blocks * 512 <= data_bytes * 1.01
+    # Byte-identical: wherever either file holds data, both read the same
+    # (everywhere else both are holes, which read as zeros).
+    with open(image, "rb") as a, open(out, "rb") as b:
+        for start, end in _data_ranges(image) + _data_ranges(out):
+            a.seek(start)
+            b.seek(start)
+            assert a.read(end - start) == b.read(end - start)
+
+
+def _data_ranges(path: str) -> list[tuple[int, int]]:
+    ranges = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:         # ENXIO: no data after pos
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            ranges.append((start, pos))
+    finally:
+        os.close(fd)
+    return ranges
