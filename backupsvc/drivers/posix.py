@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from backupsvc import writeback
 from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound
 
 DIR_MODE = 0o770
@@ -36,6 +37,7 @@ class _FileWriter:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self.bytes_written = 0
+        self._writeback = writeback.Tracker(fd)   # so the closing fsync is short
 
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
@@ -44,6 +46,7 @@ class _FileWriter:
             n = os.write(self._fd, view)
             view = view[n:]
         self.bytes_written += total
+        self._writeback.wrote(total)
         return total
 
 

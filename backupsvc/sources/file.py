@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, cast
 
 from oslo_log import log as logging
 
+from backupsvc import writeback
 from backupsvc.sources.base import SourceError, SourceNotAllowed, SourceNotFound
 
 LOG = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class FileVolumeWriter:
         self._kind = kind
         self._size = size
         self._punch_holes = punch_holes and kind == _FILE
+        self._writeback = writeback.Tracker(fd)   # so that flush() is short
 
     def fileno(self) -> int:
         return self._fd
@@ -106,6 +108,7 @@ class FileVolumeWriter:
                 raise SourceError(f"short write at offset {offset}")
             view = view[written:]
             offset += written
+            self._writeback.wrote(written)
 
     def write_zeros(self, offset: int, length: int) -> None:
         _check_range(offset, length, self._size)
