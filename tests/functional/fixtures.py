@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -54,6 +55,7 @@ POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "te
 # Settings every service-under-test config shares (small chunks: many objects).
 CHUNK_SIZE = 1 * MiB
 SHA_BLOCK = 4 * KiB
+FORMAT = "2.0.0"          # what the service writes by default (backup_format_version)
 REPORT_INTERVAL = 1
 SERVICE_DOWN_TIME = 5
 
@@ -871,14 +873,66 @@ def load_backup_manifest(backup_root: Path, backup_id: str) -> tuple[dict, dict,
     files = backup_files(backup_root, backup_id)
     meta_path = _one(files, "_metadata", backup_id)
     sha_path = _one(files, "_sha256file", backup_id)
-    docs = []
-    for path in (meta_path, sha_path):
-        try:
-            docs.append(json.loads(path.read_text("utf-8")))
-        except ValueError as exc:
-            pytest.fail("%s is not JSON: %s" % (path, exc), pytrace=False)
     assert meta_path.parent == sha_path.parent, files
-    return docs[0], docs[1], meta_path.parent
+    meta, sha = parse_manifests(meta_path.read_bytes(), sha_path.read_bytes(), str(meta_path))
+    return meta, sha, meta_path.parent
+
+
+def parse_manifests(meta_raw: bytes, sha_raw: bytes, where: str) -> tuple[dict, dict]:
+    """(metadata, sha256file) documents of format 1.0.0 or 2.0.0.
+
+    A 2.0.0 sha256 file (a JSON header line, then the zlib stream of binary
+    digests; doc/on-store-format.rst) is returned as the 1.0.0 document
+    would be: its header with a ``sha256s`` list of hex digests.
+    """
+    try:
+        meta = json.loads(meta_raw.decode("utf-8"))
+    except ValueError as exc:
+        pytest.fail("%s is not JSON: %s" % (where, exc), pytrace=False)
+    if meta.get("version") == "2.0.0":
+        head, _, body = sha_raw.partition(b"\n")
+        sha = json.loads(head)
+        digests = zlib.decompress(body)
+        assert hashlib.sha256(digests).hexdigest() == sha["digests_sha256"], where
+        assert len(digests) == 32 * sha["block_count"], where
+        sha["sha256s"] = [digests[i:i + 32].hex() for i in range(0, len(digests), 32)]
+    else:
+        sha = json.loads(sha_raw.decode("utf-8"))
+    return meta, sha
+
+
+FRAME_CODECS = {0: "none", 1: "zlib", 2: "bz2", 3: "zstd"}
+
+
+def stored_encodings(stored: bytes, rec: dict, version: str) -> set[str]:
+    """How an object's data is stored: its compression (1.0.0), its frames' (2.0.0)."""
+    if version != "2.0.0":
+        return {(rec.get("compression") or "none").lower()}
+    found, pos = set(), 0
+    while pos < len(stored):
+        codec, _, stored_len = struct.unpack(">B3xII", stored[pos:pos + 12])
+        found.add(FRAME_CODECS[codec])
+        pos += 12 + stored_len
+    return found
+
+
+def object_data(stored: bytes, rec: dict, version: str, name: str) -> bytes:
+    """The data a stored object holds, checked against its record's checksum."""
+    if version != "2.0.0":
+        data = decompress(stored, rec.get("compression"))
+        assert hashlib.md5(data).hexdigest() == rec["md5"], "md5 mismatch in %s" % name
+        return data
+    assert len(stored) == rec["stored_length"], (name, len(stored), rec)
+    assert hashlib.sha256(stored).hexdigest() == rec["sha256"], "sha256 mismatch in %s" % name
+    parts, pos = [], 0
+    while pos < len(stored):     # frames: codec, 3 zero bytes, raw length, stored length
+        codec, raw_len, stored_len = struct.unpack(">B3xII", stored[pos:pos + 12])
+        payload = stored[pos + 12:pos + 12 + stored_len]
+        pos += 12 + stored_len
+        data = decompress(payload, FRAME_CODECS[codec])
+        assert len(data) == raw_len, (name, codec, len(data), raw_len)
+        parts.append(data)
+    return b"".join(parts)
 
 
 def decompress(data: bytes, compression: str | None) -> bytes:
@@ -920,17 +974,18 @@ def expected_sha256s(image: Path, block: int = SHA_BLOCK) -> list[str]:
 
 def check_stored_backup(backup_root: Path, backup: dict, image: Path,
                         parent_id: str | None) -> dict:
-    """Check one backup's files against Cinder's 1.0.0 format and the expected image.
+    """Check one backup's files against the on-store format and the expected image.
 
-    Every data object listed in ``_metadata`` exists, decompresses to
-    ``length`` bytes with the recorded md5, and equals the image at its
-    offset; ``_sha256file`` lists the sha256 of every block of the image.
-    Returns the metadata document.
+    Every data object listed in ``_metadata`` exists, decodes to ``length``
+    bytes with the recorded checksum (1.0.0: md5 of the data; 2.0.0: sha256
+    of the stored bytes), and equals the image at its offset; ``_sha256file``
+    lists the sha256 of every block of the image; 2.0.0's ``zero_extents``
+    are exactly the image's runs of zero blocks. Returns the metadata document.
     """
     backup_id = backup["id"]
     meta, sha, container_dir = load_backup_manifest(backup_root, backup_id)
-    assert meta.get("version") == "1.0.0", meta.get("version")
-    assert sha.get("version") == "1.0.0", sha.get("version")
+    assert meta.get("version") == sha.get("version") == FORMAT, (meta.get("version"),
+                                                                 sha.get("version"))
     assert meta.get("backup_id") == backup_id and sha.get("backup_id") == backup_id
     assert meta.get("volume_id") == backup["volume_id"]
     assert sha.get("volume_id") == backup["volume_id"]
@@ -963,15 +1018,31 @@ def check_stored_backup(backup_root: Path, backup: dict, image: Path,
             listed.add(name)
             path = container_dir / name
             assert path.is_file(), "object %s listed in the metadata is missing" % path
-            data = decompress(path.read_bytes(), rec.get("compression"))
+            data = object_data(path.read_bytes(), rec, meta["version"], name)
             assert len(data) == rec["length"], (name, len(data), rec)
-            assert hashlib.md5(data).hexdigest() == rec["md5"], "md5 mismatch in %s" % name
             img.seek(rec["offset"])
             assert img.read(rec["length"]) == data, (
                 "object %s does not hold the image's bytes at offset %d" % (name, rec["offset"]))
     assert listed == data_files, "data files %s but metadata lists %s" % (
         sorted(data_files - listed), sorted(listed - data_files))
+    if meta["version"] == "2.0.0":
+        assert meta["zero_extents"] == zero_extents(want, os.path.getsize(image)), (
+            "zero_extents of %s do not match the image" % backup_id)
     return meta
+
+
+def zero_extents(shas: list[str], size: int, block: int = SHA_BLOCK) -> list[list[int]]:
+    """[offset, length] of each maximal run of all-zero blocks (2.0.0's zero_extents)."""
+    runs: list[list[int]] = []
+    for i, sha in enumerate(shas):
+        length = min(block, size - i * block)
+        if sha != hashlib.sha256(bytes(length)).hexdigest():
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == i * block:
+            runs[-1][1] += length
+        else:
+            runs.append([i * block, length])
+    return runs
 
 
 def stored_bytes(meta: dict) -> int:
