@@ -1,410 +1,446 @@
 #!/usr/bin/env python3
-"""Benchmark the chunking engine against a naive, Cinder-style baseline.
+"""Benchmark backupsvc against OpenStack Cinder's own POSIX chunked backup driver.
 
-Builds a test image (random data extents and zeros) in a temporary directory,
-then measures, with a PosixStore in that directory:
+One command builds reproducible volumes, measures this machine's limits, and
+runs every scenario through backupsvc's engine, through the running service
+(HTTP API -> RabbitMQ -> worker) and through Cinder's driver (installed from
+PyPI in a separate virtualenv, driven by tools/bench_cinder.py), in the same
+run, on the same volumes, with the same codec, chunk size (Cinder's default
+backup_file_size, 1999994880) and sha block size (32768)::
 
-* full backup,
-* incremental backup after 1% of the volume changed in scattered 4 KiB writes,
-* restore of the chain (full + incremental) to a new sparse file,
-* the same restore over an existing, fully written file;
+    python tools/benchmark.py [--create-cinder-venv | --cinder-venv DIR] [--runs 3]
 
-and, for a second, sparse image (``--sparse-size-mib``, default 2 GiB, holding
-``--sparse-data-fraction`` random data in scattered 1 MiB extents, the rest
-holes), a full backup and its restore to a new sparse file.
+Volumes (tools/bench_volumes.py; seed --seed, default 1):
 
-Each operation also runs through a naive single-threaded baseline in the same
-invocation: read a whole chunk, sha256 its blocks, one-shot compress it, write
-the whole object (no zero skipping); restore writes every object of every
-backup of the chain, oldest first.
+* main, --size-gib (1): shuffled 1-4 MiB extents, 40% zeros (half written
+  zeros, half holes), 30% text-like data (~3:1 with zlib), 30% random;
+* versions 2-4: each the previous one with 1% of its 32 KiB blocks rewritten
+  (random or text);
+* sparse, --sparse-size-gib (16) holding --sparse-data-mib (256) of random
+  data in scattered extents, holes elsewhere.
 
-Peak RSS: every measurement runs in its own freshly spawned child process and
-reports that child's ``ru_maxrss`` (which includes the interpreter; an idle
-child's figure is printed for reference). Speeds are volume MiB per second,
-the median of ``--runs`` runs (``--sparse-runs`` for the sparse image, whose
-naive baseline reads, hashes, compresses and restores every zero). CPU is the
-process's CPU seconds (all threads) divided by wall seconds: 2.0 means two
-cores busy all along. ``--help`` lists the options (sizes, runs, compression).
+Scenarios, --runs times each (medians reported): a full backup of the main
+volume with each of --codecs; with the first codec (zlib), three 1%
+incrementals, then a restore of the full + 3 incrementals chain into a new
+(sparse) volume and into an existing volume holding the main volume's data;
+a full backup of the sparse volume and its restore into a new volume. Every
+restore is checked byte for byte against its source (the run fails
+otherwise), and for sparse restores the allocated bytes are reported.
+
+Figures: MB/s = volume bytes / 10^6 / seconds, timed until durable (the
+engine and Cinder end with os.sync(); the service is timed from the POST to
+the status a client waits for). CPU = CPU seconds of the measured process, all
+threads. Peak RSS (MiB = 2^20 bytes) of a fresh process per measurement
+(interpreter included), or the service worker's VmHWM reset before each job.
+Stored = bytes the backup added to its repository, metadata included, in MB.
+
+Machine limits are measured in the same run, and every engine figure gets a
+fraction of the tightest bound for the work it had to do; tools/bench_limits.py
+explains the model. --json FILE writes every raw measurement.
 """
 
 from __future__ import annotations
 
 import argparse
-import bz2
-import ctypes
-import ctypes.util
-import hashlib
-import multiprocessing
+import json
 import os
 import random
-import resource
 import shutil
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import zlib
-from collections.abc import Callable
+import traceback
+import uuid
+from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TOOLS)
+sys.path.insert(0, TOOLS)
 
-import zstandard  # noqa: E402
-
-from backupsvc.chunking import manifest  # noqa: E402
-from backupsvc.chunking.engine import (  # noqa: E402
-    BackupDescription,
-    EngineParams,
-    Layer,
-    read_sha256s,
-    run_backup,
-    run_restore,
+import bench_limits as limits_mod  # noqa: E402
+import bench_report as report  # noqa: E402
+import bench_volumes as vols  # noqa: E402
+from bench_runners import (  # noqa: E402
+    BenchError,
+    CinderBackend,
+    EngineBackend,
+    ServiceBackend,
 )
-from backupsvc.drivers.posix import PosixStore  # noqa: E402
 
-MiB = 1024 * 1024
-CONTAINER = "bench"
-
-
-# -- restore target -----------------------------------------------------------------
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_PUNCH_HOLE = 0x02 | 0x01      # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+GiB, MiB = vols.GiB, vols.MiB
+INCREMENTALS = 3
 
 
-class FileTarget:
-    """pwrite / write_zeros (hole punching, else zero writes) / fsync on a file."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR)
-
-    def pwrite(self, data, offset: int) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view, offset = view[n:], offset + n
-
-    def write_zeros(self, offset: int, length: int) -> None:
-        if _libc.fallocate(self.fd, _PUNCH_HOLE, ctypes.c_long(offset),
-                           ctypes.c_long(length)) == 0:
-            return
-        zeros = bytes(min(length, 4 * MiB))
-        while length:
-            n = min(length, len(zeros))
-            self.pwrite(zeros[:n], offset)
-            offset, length = offset + n, length - n
-
-    def flush(self) -> None:
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
+def full_label(codec: str) -> str:
+    return "full backup, %s" % codec
 
 
-# -- naive baseline -----------------------------------------------------------------
-
-_COMPRESS = {"zlib": zlib.compress, "bz2": bz2.compress,
-             "zstd": lambda data: zstandard.ZstdCompressor().compress(data)}
-_DECOMPRESS = {"zlib": zlib.decompress, "bz2": bz2.decompress,
-               "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data)}
+def inc_label(k: int) -> str:
+    return "incremental %d (1%%)" % k
 
 
-def _compress(name: str, data: bytes) -> bytes:
-    return _COMPRESS[name](data) if name in _COMPRESS else data
+RESTORE_NEW = "restore chain -> new volume"
+RESTORE_OLD = "restore chain -> existing vol"
+SPARSE_FULL = "sparse: full backup"
+SPARSE_RESTORE = "sparse: restore -> new volume"
 
 
-def _decompress(name: str, data: bytes) -> bytes:
-    return _DECOMPRESS[name](data) if name in _DECOMPRESS else data
+class Bench:
+    """The state of one benchmark run: volumes, limits, measurements, failures."""
+
+    def __init__(self, args: argparse.Namespace, workdir: str) -> None:
+        self.args, self.workdir = args, workdir
+        self.records: list[dict] = []
+        self.errors: list[str] = []
+        self.ids = random.Random("%d-ids" % args.seed)
+        self.chain_codec = args.codecs[0]
+        self.versions: list[vols.VolumeStats] = []
+        self.sparse: vols.VolumeStats | None = None
+        self.limits: dict = {}
+
+    def log(self, text: str) -> None:
+        if self.args.verbose:
+            print(text, flush=True)
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.ids.getrandbits(128), version=4))
+
+    # -- volumes and limits ------------------------------------------------------------
+
+    def build_volumes(self) -> None:
+        a = self.args
+        block = a.sha_block_size
+        path = os.path.join(self.workdir, "volume-1")
+        extents = vols.build_main(path, a.seed, a.size, a.span)
+        kinds = vols.block_kinds(extents, a.size, block)
+        stats = vols.scan(path, block, kinds)
+        for e in extents:
+            stats.extent_bytes[e.kind] = stats.extent_bytes.get(e.kind, 0) + e.length
+        self.versions = [stats]
+        for k in range(1, INCREMENTALS + 1):
+            path = os.path.join(self.workdir, "volume-%d" % (k + 1))
+            changed = vols.build_version(self.versions[-1].path, path, a.seed, k,
+                                         block=block, span=a.span)
+            kinds = bytearray(kinds)
+            for index, kind in changed.items():
+                kinds[index] = kind
+            stats = vols.scan(path, block, kinds)
+            stats.changed = sorted(changed)
+            stats.changed_blocks = len(changed)
+            stats.changed_text_blocks = sum(1 for v in changed.values() if v == vols.TEXT)
+            self.versions.append(stats)
+        if a.sparse_size:
+            path = os.path.join(self.workdir, "sparse")
+            extents = vols.build_sparse(path, a.seed, a.sparse_size, a.sparse_data)
+            self.sparse = vols.scan(path, block,
+                                    vols.block_kinds(extents, a.sparse_size, block))
+
+    def measure_limits(self) -> None:
+        a, main = self.args, self.versions[0]
+        lim: dict[str, Any] = {"sha256": limits_mod.sha256_rate(a.limit_sample)}
+        text = vols.sample(main.path, main.kinds, {vols.TEXT}, a.limit_sample // 2)
+        mix = vols.sample(main.path, main.kinds, {vols.TEXT, vols.RANDOM}, a.limit_sample // 2)
+        lim["codecs"] = {}
+        for codec in a.codecs:
+            lim["codecs"][codec] = {}
+            for name, pieces in (("text", text), ("mix", mix)):
+                comp, decomp, ratio = limits_mod.codec_rates(codec, pieces)
+                lim["codecs"][codec][name] = dict(compress=comp, decompress=decomp, ratio=ratio)
+        with open(main.path, "rb") as f:
+            regions = vols.data_regions(f.fileno(), main.size)
+        lim["read"] = limits_mod.read_rate(main.path, regions)
+        lim["write"] = limits_mod.write_rate(self.workdir, a.write_sample)
+        self.limits = lim
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, who: str, label: str, run: int, size: int, out: dict, **extra: Any) -> dict:
+        rec = dict(out, who=who, op=label, run=run, size=size, **extra)
+        self.records.append(rec)
+        self.log("  run %d %-7s %-30s %7.2f s %8.1f MB/s  RSS %5.0f MiB  stored %s" % (
+            run, who, label, rec["seconds"], size / 1e6 / rec["seconds"], rec["rss_mib"],
+            report.mb(rec.get("stored"))))
+        return rec
+
+    def check(self, who: str, label: str, target: str, expect: vols.VolumeStats) -> dict:
+        """Byte-identity and allocation of a restored volume; a mismatch fails the run."""
+        got = vols.scan(target, self.args.sha_block_size)
+        ok = got.digest == expect.digest and got.size == expect.size
+        if not ok:
+            self.errors.append("%s %s: restored volume differs from its source" % (who, label))
+        return dict(identical=ok, allocated=vols.allocated_bytes(target),
+                    data=expect.nonzero_bytes)
+
+    def engine_bound(self, rec: dict, codec: str, **work: int) -> None:
+        b = limits_mod.bound(self.limits, codec, **work)
+        rec["bound"] = b
+        rec["fraction"] = b["seconds"] / rec["seconds"]
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    def new_target(self, size: int) -> str:
+        path = os.path.join(self.workdir, "target")
+        with open(path, "wb") as f:
+            f.truncate(size)
+        return path
+
+    def main_block(self, backend, codec: str, run: int) -> None:
+        """Full backup with ``codec``; for the chain codec also incrementals and restores.
+
+        The volume is one file that changes in place between backups (Cinder's
+        harness, like Cinder, knows a volume by its path), as the versions did.
+        """
+        v = self.versions
+        who, size = backend.who, v[0].size
+        engine = who == "engine"
+        volume = os.path.join(self.workdir, "volume-%s" % who)
+        vols.copy_sparse(v[0].path, volume)
+        backend.begin("%s-%d" % (codec, run), codec)
+        try:
+            ids = [self.new_id() for _ in v]
+            stored = []
+            rec = self.record(who, full_label(codec), run, size,
+                              backend.backup(volume, ids[0], None), codec=codec)
+            stored.append(rec["stored"])
+            if engine:
+                self.engine_bound(rec, codec, hashed=v[0].nonzero_bytes,
+                                  compressed=v[0].text_bytes, read=v[0].data_bytes,
+                                  written=rec["stored"])
+            if codec != self.chain_codec:
+                return
+            for k in range(1, INCREMENTALS + 1):
+                vols.apply_changes(v[k].path, volume, v[k].changed, self.args.sha_block_size)
+                rec = self.record(who, inc_label(k), run, size,
+                                  backend.backup(volume, ids[k], ids[k - 1]), codec=codec)
+                stored.append(rec["stored"])
+                if engine:
+                    self.engine_bound(rec, codec, hashed=v[k].nonzero_bytes,
+                                      compressed=v[k].changed_text_bytes,
+                                      read=v[k].data_bytes, written=rec["stored"])
+            last = v[INCREMENTALS]
+            for label, new in ((RESTORE_NEW, True), (RESTORE_OLD, False)):
+                if new:
+                    target = self.new_target(size)
+                else:
+                    target = os.path.join(self.workdir, "target")
+                    vols.copy_sparse(v[0].path, target)
+                out = backend.restore(ids, target, new)
+                rec = self.record(who, label, run, size, out, codec=codec,
+                                  **self.check(who, label, target, last))
+                os.unlink(target)
+                if engine:
+                    decompressed = v[0].text_bytes + sum(x.changed_text_bytes for x in v[1:])
+                    self.engine_bound(rec, codec, hashed=sum(stored),
+                                      decompressed=decompressed, read=sum(stored),
+                                      written=last.nonzero_bytes)
+        finally:
+            backend.end()
+            os.unlink(volume)
+
+    def sparse_block(self, backend, run: int) -> None:
+        s, codec = self.sparse, self.chain_codec
+        assert s is not None
+        backend.begin("sparse-%d" % run, codec)
+        try:
+            ids = [self.new_id()]
+            rec = self.record(backend.who, SPARSE_FULL, run, s.size,
+                              backend.backup(s.path, ids[0], None), codec=codec,
+                              data=s.nonzero_bytes)
+            stored = rec["stored"]
+            if backend.who == "engine":
+                self.engine_bound(rec, codec, hashed=s.nonzero_bytes, compressed=s.text_bytes,
+                                  read=s.data_bytes, written=stored)
+            target = self.new_target(s.size)
+            out = backend.restore(ids, target, True)
+            rec = self.record(backend.who, SPARSE_RESTORE, run, s.size, out, codec=codec,
+                              **self.check(backend.who, SPARSE_RESTORE, target, s))
+            os.unlink(target)
+            if backend.who == "engine":
+                self.engine_bound(rec, codec, hashed=stored, decompressed=s.text_bytes,
+                                  read=stored, written=s.nonzero_bytes)
+        finally:
+            backend.end()
+
+    def service_block(self, codec: str) -> None:
+        """The same scenarios through the running service, one service per codec."""
+        a, v = self.args, self.versions
+        size = v[0].size
+        home = os.path.join(self.workdir, "service-%s" % codec)
+        svc = ServiceBackend(home, codec, chunk_size=a.chunk_size,
+                             sha_block_size=a.sha_block_size)
+        self.log("  starting the service (%s)" % codec)
+        svc.start()
+        try:
+            for run in range(a.runs):
+                vol = os.path.join(home, "vol-%d" % run)
+                vols.copy_sparse(v[0].path, vol)
+                vid = svc.manage(vol)
+                out = svc.backup(vid, False)
+                self.record("service", full_label(codec), run, size, out, codec=codec)
+                if codec != self.chain_codec:
+                    continue
+                for k in range(1, INCREMENTALS + 1):
+                    vols.apply_changes(v[k].path, vol, v[k].changed, a.sha_block_size)
+                    out = svc.backup(vid, True)
+                    self.record("service", inc_label(k), run, size, out, codec=codec)
+                last_id = out["backup_id"]
+                out = svc.restore(last_id, None)
+                self.record("service", RESTORE_NEW, run, size, out, codec=codec,
+                            **self.check("service", RESTORE_NEW, out["volume_path"],
+                                         v[INCREMENTALS]))
+                old = os.path.join(home, "old-%d" % run)
+                vols.copy_sparse(v[0].path, old)
+                out = svc.restore(last_id, svc.manage(old))
+                self.record("service", RESTORE_OLD, run, size, out, codec=codec,
+                            **self.check("service", RESTORE_OLD, old, v[INCREMENTALS]))
+                if self.sparse is not None:
+                    self.service_sparse(svc, home, run)
+        finally:
+            svc.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+    def service_sparse(self, svc: ServiceBackend, home: str, run: int) -> None:
+        s = self.sparse
+        assert s is not None
+        vol = os.path.join(home, "sparse-%d" % run)
+        vols.copy_sparse(s.path, vol)
+        out = svc.backup(svc.manage(vol), False)
+        self.record("service", SPARSE_FULL, run, s.size, out, codec=self.chain_codec,
+                    data=s.nonzero_bytes)
+        out = svc.restore(out["backup_id"], None)
+        self.record("service", SPARSE_RESTORE, run, s.size, out, codec=self.chain_codec,
+                    **self.check("service", SPARSE_RESTORE, out["volume_path"], s))
+        os.unlink(out["volume_path"])
+
+    def guarded(self, what: str, fn, *args: Any) -> None:
+        """Run one block; a failure is reported (the run will fail), the others still run."""
+        try:
+            fn(*args)
+        except BenchError as exc:
+            self.errors.append("%s: %s" % (what, exc))
+            print("ERROR in %s: %s" % (what, exc), file=sys.stderr, flush=True)
+        except Exception as exc:   # e.g. the service refusing a job: keep the traceback
+            self.errors.append("%s: %s: %s" % (what, type(exc).__name__, exc))
+            print("ERROR in %s:" % what, file=sys.stderr, flush=True)
+            traceback.print_exc()
+
+    def run(self, cinder: CinderBackend | None) -> None:
+        a = self.args
+        engine = EngineBackend(self.workdir, chunk_size=a.chunk_size,
+                               sha_block_size=a.sha_block_size, workers=a.workers,
+                               format_version=a.format_version)
+        self.idle_rss = engine.idle_rss_mib()
+        backends = [engine] + ([cinder] if cinder else [])
+        for codec in a.codecs:
+            for run in range(a.runs):
+                for b in backends:
+                    self.log("%s, %s, run %d" % (b.who, codec, run))
+                    self.guarded("%s %s run %d" % (b.who, codec, run),
+                                 self.main_block, b, codec, run)
+        if self.sparse is not None:
+            for run in range(a.runs):
+                for b in backends:
+                    self.log("%s, sparse, run %d" % (b.who, run))
+                    self.guarded("%s sparse run %d" % (b.who, run), self.sparse_block, b, run)
+        if not a.skip_service:
+            for codec in a.codecs:
+                self.guarded("service %s" % codec, self.service_block, codec)
 
 
-def naive_backup(image: str, size: int, store: PosixStore, prefix: str, params: EngineParams,
-                 parent: list[str] | None) -> int:
-    """Whole chunks in memory, one thread, every changed block stored (zeros too)."""
-    store.ensure_container(CONTAINER)
-    bs, stored, number = params.sha_block_size, 0, 0
-    shas: list[str] = []
-    entries = []
-    with open(image, "rb") as f:
-        for chunk_off in range(0, size, params.chunk_size):
-            chunk = f.read(min(params.chunk_size, size - chunk_off))
-            first = len(shas)
-            shas += [hashlib.sha256(chunk[o:o + bs]).hexdigest()
-                     for o in range(0, len(chunk), bs)]
-            runs, start = [], None
-            for i in range(first, len(shas)):
-                changed = parent is None or i >= len(parent) or parent[i] != shas[i]
-                if changed and start is None:
-                    start = i
-                elif not changed and start is not None:
-                    runs.append((start, i))
-                    start = None
-            if start is not None:
-                runs.append((start, len(shas)))
-            for a, b in runs:
-                data = chunk[(a - first) * bs:(b - first) * bs]
-                blob = _compress(params.compression, data)
-                comp = params.compression
-                if len(blob) >= len(data):
-                    blob, comp = data, "none"
-                number += 1
-                name = manifest.data_object_name(prefix, number)
-                store.put(CONTAINER, name, blob)
-                stored += len(blob)
-                entries.append(manifest.ObjectEntry(name, chunk_off + (a - first) * bs,
-                                                    len(data),
-                                                    hashlib.md5(data).hexdigest(), comp))
-    meta = dict(backup_id=prefix, volume_id="v", backup_name=None, backup_description=None,
-                created_at="now")
-    store.put(CONTAINER, manifest.sha256file_name(prefix), manifest.Sha256File(
-        chunk_size=bs, sha256s=shas, **meta).to_json())
-    store.put(CONTAINER, manifest.metadata_name(prefix), manifest.Metadata(
-        parent_id=None, objects=entries, **meta).to_json())
-    return stored
+# -- command line ---------------------------------------------------------------------------
 
-
-def naive_restore(store: PosixStore, prefixes: list[str], target: FileTarget) -> None:
-    """Every object of every backup, oldest backup first, whole objects in memory."""
-    for prefix in prefixes:
-        meta = manifest.load_metadata(store, CONTAINER, prefix)
-        for obj in meta.objects:
-            data = _decompress(obj.compression, store.get(CONTAINER, obj.name))
-            if hashlib.md5(data).hexdigest() != obj.md5:
-                raise RuntimeError("md5 mismatch in %s" % obj.name)
-            target.pwrite(data, obj.offset)
-    target.flush()
-
-
-# -- measurements (each in a fresh child process) -------------------------------------
-
-def _desc(prefix: str) -> BackupDescription:
-    return BackupDescription(prefix, "v", None, None, "now", None)
-
-
-def measure(job: dict) -> dict:
-    kind, params = job["kind"], EngineParams(**job["params"])
-    store = PosixStore(job["store"])
-    size, stored = job["size"], 0
-    target = None
-    if kind.startswith("restore"):
-        if job["zeroed"]:
-            with open(job["target"], "wb") as f:
-                f.truncate(size)
-        else:
-            shutil.copyfile(job["existing"], job["target"])
-        target = FileTarget(job["target"])
-    start, cpu_start = time.perf_counter(), time.process_time()
-    if kind == "backup":
-        parent = None
-        if job["parent"]:
-            parent = read_sha256s(store, CONTAINER, job["parent"])[1]
-        if job["engine"]:
-            with open(job["image"], "rb") as f:
-                stored = run_backup(f, size, store, CONTAINER, job["prefix"],
-                                    _desc(job["prefix"]), params, parent).bytes_stored
-        else:
-            stored = naive_backup(job["image"], size, store, job["prefix"], params, parent)
-    elif job["engine"]:
-        run_restore([Layer(CONTAINER, p) for p in job["chain"]], target, size, params,
-                    target_is_zeroed=job["zeroed"], store=store)
-    else:
-        naive_restore(store, job["chain"], target)
-    seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu_start
-    ok = None
-    if target is not None:
-        target.close()
-        if job.get("verify"):
-            ok = _digest(job["target"]) == job["expect"]
-        os.unlink(job["target"])
-    return {"seconds": seconds, "cpu": cpu, "stored": stored, "ok": ok,
-            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def idle(_: object) -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def in_child(fn, arg):
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(fn, (arg,))
-
-
-# -- images -----------------------------------------------------------------------------
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(8 * MiB):
-            h.update(data)
-    return h.hexdigest()
-
-
-def build_images(workdir: str, size: int, fraction: float, rng: random.Random) -> tuple[str, str]:
-    """image1: random extents over zeros; image2: image1 with 1% scattered 4 KiB changes."""
-    image1, image2 = os.path.join(workdir, "image1"), os.path.join(workdir, "image2")
-    extent = 4 * MiB
-    with open(image1, "wb") as f:
-        f.truncate(size)
-        for off in range(0, size, extent):
-            if rng.random() < fraction:
-                f.seek(off)
-                f.write(os.urandom(min(extent, size - off)))
-    shutil.copyfile(image1, image2)
-    with open(image2, "r+b") as f:
-        for _ in range(max(1, size // 100 // 4096)):
-            f.seek(rng.randrange(0, size - 4096) // 4096 * 4096)
-            f.write(os.urandom(4096))
-    return image1, image2
-
-
-def build_sparse_image(workdir: str, size: int, fraction: float, rng: random.Random) -> str:
-    """A sparse file: random 1 MiB extents at scattered 4 KiB-aligned offsets, holes between."""
-    path = os.path.join(workdir, "sparse")
-    extent = MiB
-    slots = max(1, size // extent)
-    with open(path, "wb") as f:
-        f.truncate(size)
-        for slot in sorted(rng.sample(range(slots), max(1, int(slots * fraction)))):
-            # Anywhere in its slot, so that extents start and end inside sha blocks.
-            off = min(slot * extent + rng.randrange(0, extent, 4096), size - extent)
-            f.seek(max(0, off))
-            f.write(os.urandom(min(extent, size)))
-    return path
-
-
-# -- running and reporting ----------------------------------------------------------------
-
-def run_steps(workdir: str, base: dict, runs: int,
-              steps: Callable[[int], list[tuple[str, dict]]], expect: str,
-              verbose: bool) -> dict[tuple[str, bool], list[dict]]:
-    """``steps(run)``, engine then naive, ``runs`` times, each in a fresh child process."""
-    results: dict[tuple[str, bool], list[dict]] = {}
-    for run in range(runs):
-        for engine in (True, False):
-            who = "engine" if engine else "naive"
-            store = os.path.join(workdir, "store-%s-%d" % (who, run))
-            for label, step in steps(run):
-                job = dict(base, **step, store=store, engine=engine,
-                           target=os.path.join(workdir, "target"), verify=run == 0,
-                           expect=expect)
-                os.sync()   # don't charge one measurement for another's writeback
-                out = in_child(measure, job)
-                if out["ok"] is False:
-                    raise SystemExit("%s %s restored wrong data" % (who, label))
-                results.setdefault((label, engine), []).append(out)
-                if verbose:
-                    print("run %d %-6s %-18s %6.2f s  CPU %.2f"
-                          % (run, who, label, out["seconds"], out["cpu"] / out["seconds"]))
-            shutil.rmtree(store)
-    return results
-
-
-def print_table(size: int, labels: list[str], results: dict[tuple[str, bool], list[dict]]) -> None:
-    head = ("operation", "engine MiB/s", "CPU", "peak RSS", "stored MiB",
-            "naive MiB/s", "CPU", "peak RSS", "stored MiB", "speedup")
-    fmt = "%-18s %12s %5s %9s %11s %12s %5s %9s %11s %8s"
-    print(fmt % head)
-    print("-" * 111)
-    for label in labels:
-        row = [label]
-        speeds = []
-        for engine in (True, False):
-            outs = results[(label, engine)]
-            speed = statistics.median(size / MiB / o["seconds"] for o in outs)
-            speeds.append(speed)
-            cpu = statistics.median(o["cpu"] / o["seconds"] for o in outs)
-            rss = max(o["rss_mib"] for o in outs)
-            stored = statistics.median(o["stored"] for o in outs) / MiB
-            row += ["%.0f" % speed, "%.2f" % cpu, "%.0f MiB" % rss,
-                    "%.1f" % stored if stored else "-"]
-        row.append("%.2fx" % (speeds[0] / speeds[1]))
-        print(fmt % tuple(row))
-
-
-def main_steps(run: int, image1: str, image2: str) -> list[tuple[str, dict]]:
-    full, inc = "full-%d" % run, "inc-%d" % run
-    return [
-        ("full backup", dict(kind="backup", image=image1, prefix=full, parent=None)),
-        ("1% incremental", dict(kind="backup", image=image2, prefix=inc, parent=full)),
-        ("restore, sparse", dict(kind="restore", chain=[full, inc], zeroed=True)),
-        ("restore, existing", dict(kind="restore", chain=[full, inc], zeroed=False,
-                                   existing=image1)),
-    ]
-
-
-def sparse_steps(run: int, image: str) -> list[tuple[str, dict]]:
-    prefix = "sparse-%d" % run
-    return [
-        ("full backup", dict(kind="backup", image=image, prefix=prefix, parent=None)),
-        ("restore, sparse", dict(kind="restore", chain=[prefix], zeroed=True)),
-    ]
-
-
-# -- main -------------------------------------------------------------------------------
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-mib", type=int, default=512)
-    ap.add_argument("--data-fraction", type=float, default=0.5,
-                    help="fraction of the image that is random data (the rest is zeros)")
-    ap.add_argument("--compression", default="zlib", help="zlib, bz2, zstd or none")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--sparse-size-mib", type=int, default=2048,
-                    help="size of the sparse image (0: skip that scenario)")
-    ap.add_argument("--sparse-data-fraction", type=float, default=0.05,
-                    help="fraction of the sparse image that is data, in 1 MiB extents")
-    ap.add_argument("--sparse-runs", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--chunk-size", type=int, default=1999994880)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=limits_mod.__doc__)
+    ap.add_argument("--cinder-venv", metavar="DIR",
+                    help="virtualenv with Cinder installed (default: .venv-cinder if present)")
+    ap.add_argument("--create-cinder-venv", action="store_true",
+                    help="create the Cinder virtualenv (tools/cinder-venv.sh) if missing")
+    ap.add_argument("--no-cinder", action="store_true", help="do not run Cinder")
+    ap.add_argument("--skip-service", action="store_true",
+                    help="do not run the service (API, RabbitMQ, worker)")
+    ap.add_argument("--size-gib", type=int, default=1, help="main volume size (default 1)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per figure, medians (default 3)")
+    ap.add_argument("--codecs", default="zlib,zstd,none",
+                    help="full-backup codecs; the first one is also used for the "
+                         "incrementals, restores and the sparse case (default zlib,zstd,none)")
+    ap.add_argument("--sparse-size-gib", type=int, default=16,
+                    help="sparse volume size, 0 to skip (default 16)")
+    ap.add_argument("--sparse-data-mib", type=int, default=256,
+                    help="random data in the sparse volume (default 256)")
+    ap.add_argument("--chunk-size", type=int, default=1999994880,
+                    help="backup_file_size (default Cinder's, 1999994880)")
     ap.add_argument("--sha-block-size", type=int, default=32768)
-    ap.add_argument("-v", "--verbose", action="store_true", help="print every measurement")
-    args = ap.parse_args()
+    ap.add_argument("--workers", type=int, default=2, help="engine worker threads (default 2)")
+    ap.add_argument("--format-version", help="engine backup format (if the engine has one)")
+    ap.add_argument("--seed", type=int, default=1, help="volume generator seed (default 1)")
+    ap.add_argument("--workdir", help="parent of the temporary directory (its file system "
+                                      "holds the volumes and repositories)")
+    ap.add_argument("--json", metavar="FILE", help="write every raw measurement here")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 64 MiB of mixed data in a 1 GiB volume, a 1 GiB sparse "
+                         "volume with 16 MiB of data, 1 run, no Cinder unless asked for")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each measurement")
+    a = ap.parse_args(argv)
+    a.codecs = [c.strip() for c in a.codecs.split(",") if c.strip()]
+    a.size, a.span = a.size_gib * GiB, None
+    a.sparse_size, a.sparse_data = a.sparse_size_gib * GiB, a.sparse_data_mib * MiB
+    a.limit_sample, a.write_sample = 256 * MiB, 512 * MiB
+    if a.quick:
+        a.size, a.span, a.runs = GiB, 64 * MiB, 1
+        a.sparse_size, a.sparse_data = (GiB, 16 * MiB) if a.sparse_size else (0, 0)
+        a.limit_sample, a.write_sample = 32 * MiB, 64 * MiB
+    if a.quick and not (a.cinder_venv or a.create_cinder_venv):
+        a.no_cinder = True
+    return a
 
-    size = args.size_mib * MiB
-    sparse_size = args.sparse_size_mib * MiB
-    params = dict(chunk_size=args.chunk_size, sha_block_size=args.sha_block_size,
-                  compression=args.compression, workers=args.workers)
-    EngineParams(**params)      # validate early
-    workdir = tempfile.mkdtemp(prefix="backupsvc-bench-")
+
+def cinder_backend(a: argparse.Namespace, workdir: str) -> CinderBackend | None:
+    if a.no_cinder:
+        return None
+    venv = a.cinder_venv or os.path.join(ROOT, ".venv-cinder")
+    python = os.path.join(venv, "bin", "python")
+    if a.create_cinder_venv and not os.path.exists(python):
+        print("creating the Cinder virtualenv in %s (tools/cinder-venv.sh)" % venv, flush=True)
+        subprocess.run([os.path.join(TOOLS, "cinder-venv.sh"), venv], check=True)
+    if not os.path.exists(python):
+        if a.cinder_venv:
+            raise SystemExit("%s has no bin/python; use --create-cinder-venv" % venv)
+        print("no Cinder virtualenv (%s): Cinder is not measured; --create-cinder-venv "
+              "makes one" % venv, flush=True)
+        return None
+    return CinderBackend(workdir, venv, chunk_size=a.chunk_size,
+                         sha_block_size=a.sha_block_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     started = time.perf_counter()
+    workdir = tempfile.mkdtemp(prefix="backupsvc-bench-", dir=a.workdir)
     try:
-        image1, image2 = build_images(workdir, size, args.data_fraction, random.Random(42))
-        results = run_steps(workdir, dict(params=params, size=size), args.runs,
-                            lambda run: main_steps(run, image1, image2), _digest(image2),
-                            args.verbose)
-        os.unlink(image1)
-        os.unlink(image2)
-        sparse_results = None
-        if sparse_size:
-            sparse = build_sparse_image(workdir, sparse_size, args.sparse_data_fraction,
-                                        random.Random(7))
-
-            sparse_results = run_steps(workdir, dict(params=params, size=sparse_size),
-                                       args.sparse_runs, lambda run: sparse_steps(run, sparse),
-                                       _digest(sparse), args.verbose)
-        idle_rss = in_child(idle, None)
+        bench = Bench(a, workdir)
+        cinder = cinder_backend(a, workdir)
+        print("building volumes (seed %d) in %s" % (a.seed, workdir), flush=True)
+        bench.build_volumes()
+        print("measuring machine limits", flush=True)
+        bench.measure_limits()
+        bench.run(cinder)
+        machine = report.machine(ROOT, workdir, cinder.version if cinder else None)
+        rows = report.summarize(bench)
+        report.print_all(bench, rows, machine, time.perf_counter() - started)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(report.raw(bench, rows, machine), f, indent=1, default=str)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    print("compression %s, chunk %d, sha block %d, %d workers, %d CPUs"
-          % (args.compression, args.chunk_size, args.sha_block_size, args.workers,
-             os.cpu_count() or 0))
-    print("MiB/s = volume MiB / seconds, median of runs; CPU = process CPU seconds / wall "
-          "seconds; peak RSS = max of a fresh child process per measurement (an idle "
-          "child: %.0f MiB)" % idle_rss)
-    print()
-    print("volume %d MiB, %.0f%% random data in 4 MiB extents, %d run(s)"
-          % (args.size_mib, args.data_fraction * 100, args.runs))
-    print_table(size, [label for label, _ in main_steps(0, "", "")], results)
-    if sparse_results is not None:
-        print()
-        print("sparse volume %d MiB, %.0f%% random data in scattered 1 MiB extents, "
-              "holes elsewhere, %d run(s)"
-              % (args.sparse_size_mib, args.sparse_data_fraction * 100, args.sparse_runs))
-        print_table(sparse_size, [label for label, _ in sparse_steps(0, "")], sparse_results)
-    print()
-    print("total benchmark time %.0f s" % (time.perf_counter() - started))
+    if bench.errors:
+        print("\nFAILED:\n  " + "\n  ".join(e.splitlines()[0] for e in bench.errors))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
+

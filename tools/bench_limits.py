@@ -1,0 +1,187 @@
+"""Machine limits for tools/benchmark.py, and the bound model built on them.
+
+Measured in the benchmark's own run, on its own data and file system:
+
+* ``sha256``: two threads hashing 32 KiB blocks (hashlib drops the GIL).
+* ``codecs[codec][sample]``: compress / decompress throughput on two threads,
+  each working through 4 MiB pieces independently at the engine's levels (zlib
+  6 raw deflate, zstd 3, bz2 9), in uncompressed bytes per second, for two
+  samples of the main volume: ``text`` (its text blocks: the data that
+  compresses) and ``mix`` (all its non-zero blocks, for reference). ``none``
+  has no cost.
+* ``read``: two threads reading the volume file's data regions from the page
+  cache with 4 MiB ``preadv`` (the file was just written or read).
+* ``write``: one 512 MiB file written in 4 MiB writes, then fsynced: durable
+  throughput of the file system that holds the repository and the volumes.
+
+Every rate is the best of a few repetitions: a limit is what the machine can do.
+
+The bound of an operation is the least time its unavoidable work takes:
+
+* CPU: hashed bytes / sha256 + compressed bytes / compress + decompressed
+  bytes / decompress (both cores share all of it, so the terms add up).
+  Only compressible (text) blocks count as compressed or decompressed, at the
+  text rates: random data gains nothing from a codec and can be stored raw,
+  so the least work does not compress it;
+* read: bytes read / read; write: bytes made durable / write;
+* bound = the largest of the three (the tightest limit); fraction = bound
+  time / measured time, 1.0 meaning the operation ran at the machine's limit.
+
+The work of each operation (tools/benchmark.py), from the volumes' layout:
+
+* full backup: hash every non-zero 32 KiB block, compress its text blocks,
+  read every byte outside holes, write what the backup stored;
+* incremental: the same reading and hashing (changes must be found), compress
+  the rewritten text blocks, write what it stored;
+* restore of a chain: read and verify (SHA-256) every stored byte of the
+  chain, decompress every text block ever stored in it, write every non-zero
+  block of the final volume (zeros are holes or punched).
+
+MD5 (object checksums), memory copies, zero detection and hole punching are
+not counted, so the bound is optimistic and the fraction conservative.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import zstandard
+
+MiB = 1024 * 1024
+LEVELS = {"zlib": 6, "zstd": 3, "bz2": 9}    # as backupsvc/chunking/compression.py
+
+
+def _store(work: Callable[[int], int], done: list[int], i: int) -> None:
+    done[i] = work(i)
+
+
+def _two_threads(work: Callable[[int], int], repeat: int = 3) -> float:
+    """Best bytes/second of ``work(thread_index) -> bytes`` run in two threads at once."""
+    best = 0.0
+    for _ in range(repeat):
+        done = [0, 0]
+        threads = [threading.Thread(target=_store, args=(work, done, i)) for i in range(2)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        best = max(best, sum(done) / (time.perf_counter() - start))
+    return best
+
+
+def sha256_rate(total: int, block: int = 32 * 1024) -> float:
+    buf = memoryview(os.urandom(total // 2))
+
+    def work(_: int) -> int:
+        for off in range(0, len(buf), block):
+            hashlib.sha256(buf[off:off + block]).digest()
+        return len(buf)
+
+    return _two_threads(work)
+
+
+def _compress_one(codec: str, data: bytes) -> bytes:
+    if codec == "zlib":
+        c = zlib.compressobj(LEVELS["zlib"], zlib.DEFLATED, -15)
+        return c.compress(data) + c.flush(zlib.Z_FULL_FLUSH)
+    if codec == "zstd":
+        return zstandard.ZstdCompressor(level=LEVELS["zstd"]).compress(data)
+    if codec == "bz2":
+        return bz2.compress(data, LEVELS["bz2"])
+    return data
+
+
+def _decompress_one(codec: str, data: bytes) -> bytes:
+    if codec == "zlib":
+        return zlib.decompressobj(-15).decompress(data)
+    if codec == "zstd":
+        return zstandard.ZstdDecompressor().decompress(data)
+    if codec == "bz2":
+        return bz2.decompress(data)
+    return data
+
+
+def codec_rates(codec: str, pieces: list[bytes]) -> tuple[float, float, float]:
+    """(compress, decompress) input-bytes/s on two cores, and the compression ratio."""
+    if codec == "none":
+        return float("inf"), float("inf"), 1.0
+    halves = [pieces[0::2], pieces[1::2]]
+    packed: list[list[bytes]] = [[], []]
+
+    def squeeze(i: int) -> int:
+        packed[i] = [_compress_one(codec, p) for p in halves[i]]
+        return sum(map(len, halves[i]))
+
+    def expand(i: int) -> int:
+        return sum(len(_decompress_one(codec, p)) for p in packed[i])
+
+    comp = _two_threads(squeeze, repeat=2)
+    decomp = _two_threads(expand)
+    ratio = sum(map(len, pieces)) / max(1, sum(len(p) for half in packed for p in half))
+    return comp, decomp, ratio
+
+
+def read_rate(path: str, regions: list[tuple[int, int]], piece: int = 4 * MiB) -> float:
+    """Page-cache read throughput of ``regions`` of ``path``, two threads."""
+    spans = [(off, min(piece, end - off)) for start, end in regions
+             for off in range(start, end, piece)]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for off, n in spans:                 # make sure it is all cached
+            os.pread(fd, n, off)
+
+        def work(i: int) -> int:
+            buf = bytearray(piece)
+            total = 0
+            for off, n in spans[i::2]:
+                total += os.preadv(fd, [memoryview(buf)[:n]], off)
+            return total
+
+        return _two_threads(work)
+    finally:
+        os.close(fd)
+
+
+def write_rate(directory: str, total: int, piece: int = 4 * MiB) -> float:
+    """Durable write throughput: ``total`` bytes written and fsynced, best of two."""
+    data = os.urandom(piece)
+    path = os.path.join(directory, "write-rate")
+    best = 0.0
+    try:
+        for _ in range(2):
+            os.sync()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            start = time.perf_counter()
+            try:
+                for _ in range(total // piece):
+                    os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            best = max(best, total // piece * piece / (time.perf_counter() - start))
+            os.unlink(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    return best
+
+
+def bound(limits: dict, codec: str, *, hashed: int = 0, compressed: int = 0,
+          decompressed: int = 0, read: int = 0, written: int = 0) -> dict:
+    """Least time of an operation that must do this much work (see the module docstring)."""
+    free = {"compress": float("inf"), "decompress": float("inf")}
+    rates = limits["codecs"].get(codec, {}).get("text", free)
+    cpu = hashed / limits["sha256"] + compressed / rates["compress"] \
+        + decompressed / rates["decompress"]
+    terms = {"cpu": cpu, "read": read / limits["read"], "write": written / limits["write"]}
+    tightest = max(terms, key=lambda k: terms[k])
+    return dict(terms, seconds=terms[tightest], limit=tightest,
+                work=dict(hashed=hashed, compressed=compressed, decompressed=decompressed,
+                          read=read, written=written))
