@@ -8,11 +8,12 @@ SHA-256, and stopping at the first non-zero byte) gives exactly the same answer.
 from __future__ import annotations
 
 import hashlib
+import mmap
 
 _zero_sha_cache: dict[int, str] = {}
 _zero_bytes_cache: dict[int, bytes] = {}
 
-Buffer = bytes | bytearray | memoryview
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 def zero_sha(length: int) -> str:
@@ -33,7 +34,10 @@ def zero_bytes(length: int) -> bytes:
 
 def is_zero(buf: Buffer, start: int, length: int) -> bool:
     """Whether ``buf[start:start + length]`` is all zeros (no copy but of a memoryview)."""
-    if isinstance(buf, memoryview):
+    if isinstance(buf, mmap.mmap):
+        # The needle is as long as the window: one candidate, compared at memcmp speed.
+        return buf.find(zero_bytes(length), start, start + length) == start
+    if isinstance(buf, memoryview):     # (a generic comparison: much slower)
         return buf[start:start + length] == zero_bytes(length)
     return buf.startswith(zero_bytes(length), start)
 

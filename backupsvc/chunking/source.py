@@ -14,6 +14,7 @@ Block devices, pipes and other readers are read in order with ``readinto``
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 from dataclasses import dataclass, field
@@ -35,15 +36,16 @@ class Piece:
 
     ``holes`` are the block-aligned ranges (relative to ``offset``) that lie in
     holes: they are zeros in ``buf`` and are not read. ``reads`` are the ranges
-    that :meth:`PieceSource.load` reads into ``buf`` (which is allocated by the
-    main thread, so that freed pieces are reused rather than kept by several
-    threads' allocator arenas). ``buf`` is None for a piece wholly in a hole
-    whose bytes nobody needs.
+    that :meth:`PieceSource.load` reads into ``buf``: anonymous memory, whose
+    pages the kernel zeroes as ``pread`` first touches them in the loading
+    thread (a ``bytearray`` would be zeroed by the main thread, holding the
+    GIL), and which goes straight back to the system when the piece is done.
+    ``buf`` is None for a piece wholly in a hole whose bytes nobody needs.
     """
 
     offset: int
     length: int
-    buf: bytes | bytearray | None
+    buf: bytes | bytearray | mmap.mmap | None
     holes: list[Range] = field(default_factory=list)
     reads: list[Range] = field(default_factory=list)
 
@@ -180,7 +182,7 @@ class PieceSource:
         if self.fd is None:
             return Piece(offset, length, self._read_stream(offset, length))
         if self.map is None:
-            return Piece(offset, length, bytearray(length), reads=[(0, length)])
+            return Piece(offset, length, mmap.mmap(-1, length), reads=[(0, length)])
         data = _align([(a - offset, b - offset) for a, b in self.map.data(offset, end)],
                       self.bs, length)
         if not data:
@@ -190,7 +192,8 @@ class PieceSource:
             stop = min(self.size, offset + HOLE_SPAN, self.map.next_data(end) // self.bs * self.bs)
             length = max(length, stop - offset)
             return Piece(offset, length, None, holes=[(0, length)])
-        return Piece(offset, length, bytearray(length), holes=_gaps(data, length), reads=data)
+        return Piece(offset, length, mmap.mmap(-1, length), holes=_gaps(data, length),
+                     reads=data)
 
     def _zero_buffer(self, length: int) -> bytes:
         if length != self.piece_size:
