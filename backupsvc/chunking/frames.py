@@ -8,17 +8,22 @@ at most :data:`FRAME_SIZE` uncompressed bytes::
 Frames are encoded and decoded independently, so both run in parallel
 threads whatever the object size, and each frame chooses its own encoding:
 a frame whose data does not compress (a cheap probe of a few samples says so,
-or the compressed form is not smaller) is stored raw. A whole object's
-stored bytes carry one SHA-256, recorded in the metadata and verified on
-restore before any frame is trusted.
+or the compressed form is not smaller) is stored raw.
+
+An object's checksum is a hash list: the SHA-256 of the SHA-256 digests of
+its frames (header and payload), in order. It covers every stored byte, and
+the frames' digests are computed in the same parallel threads as their
+encoding and decoding.
 """
 
 from __future__ import annotations
 
 import bz2
+import hashlib
 import struct
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import zstandard
 
@@ -59,9 +64,24 @@ def looks_incompressible(data: memoryview) -> bool:
     return len(zlib.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
 
 
-def encode(codec: str, data: memoryview) -> list[bytes | memoryview]:
-    """The frames holding ``data`` (header, payload, header, payload, ...)."""
+@dataclass
+class EncodedFrames:
+    """Consecutive frames as stored, and the SHA-256 digest of each."""
+
+    data: bytes
+    digests: list[bytes]
+
+
+def frame_digest(header: bytes, payload: bytes | memoryview) -> bytes:
+    digest = hashlib.sha256(header)
+    digest.update(payload)
+    return digest.digest()
+
+
+def encode(codec: str, data: memoryview) -> EncodedFrames:
+    """The frames holding ``data``."""
     out: list[bytes | memoryview] = []
+    digests: list[bytes] = []
     for start in range(0, len(data), FRAME_SIZE):
         raw = data[start:start + FRAME_SIZE]
         payload: bytes | memoryview = raw
@@ -70,9 +90,10 @@ def encode(codec: str, data: memoryview) -> list[bytes | memoryview]:
             packed = _compress(codec, raw)
             if len(packed) < len(raw):
                 payload, used = packed, codec
-        out.append(HEADER.pack(CODECS[used], len(raw), len(payload)))
-        out.append(payload)
-    return out
+        header = HEADER.pack(CODECS[used], len(raw), len(payload))
+        out += (header, payload)
+        digests.append(frame_digest(header, payload))
+    return EncodedFrames(b"".join(out), digests)
 
 
 class FramedCompressor:
@@ -90,8 +111,8 @@ class FramedCompressor:
     def header(self) -> bytes:
         return b""
 
-    def compress_segment(self, data: memoryview, final: bool) -> bytes:
-        return b"".join(encode(self.name, data))
+    def compress_segment(self, data: memoryview, final: bool) -> EncodedFrames:  # type: ignore[override]
+        return encode(self.name, data)
 
     def update(self, data: memoryview) -> None:
         pass
@@ -139,26 +160,19 @@ class _Raw:
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def read_frames(raw: _Raw, label: str,
-                digest: object) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(codec, raw length, payload)`` of each frame of an object stream.
-
-    ``digest`` (a hashlib object) is updated with every stored byte read, so
-    the caller can compare it with the recorded checksum at the end.
-    """
+def read_frames(raw: _Raw, label: str) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """Yield ``(codec, raw length, header, payload)`` of each frame of an object stream."""
     while True:
         head = _read_exactly(raw, HEADER.size, label, allow_eof=True)
         if not head:
             return
-        digest.update(head)  # type: ignore[attr-defined]
         codec, raw_length, stored = HEADER.unpack(head)
         if not 0 < raw_length <= FRAME_SIZE or stored > raw_length \
                 or (codec == 0 and stored != raw_length):
             raise IntegrityError("%s: a frame header is damaged (raw %d, stored %d bytes)"
                                  % (label, raw_length, stored))
         payload = _read_exactly(raw, stored, label)
-        digest.update(payload)  # type: ignore[attr-defined]
-        yield codec, raw_length, payload
+        yield codec, raw_length, head, payload
 
 
 def _read_exactly(raw: _Raw, size: int, label: str, allow_eof: bool = False) -> bytes:

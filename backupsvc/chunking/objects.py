@@ -1,8 +1,10 @@
 """The data objects of one backup: naming, streaming to the store, records.
 
-Format 2.0.0 objects (framed) carry the SHA-256 of their stored bytes, taken
-here as the output goes by; 1.0.0 objects the md5 of their data, taken by
-the backup pipeline. Compressed output is handed over in volume order. An object of at most
+Format 2.0.0 objects (framed) carry the hash list of their frames' digests
+(computed with the frames, gathered here); 1.0.0 objects the md5 of their
+data, taken by the backup pipeline.
+
+Compressed output is handed over in volume order. An object of at most
 :data:`SMALL_OBJECT_LIMIT` bytes is buffered (compressed) so that, as Cinder
 does, it can be stored raw when compression does not make it smaller; larger
 objects are streamed to the store as they are produced.
@@ -30,7 +32,7 @@ from backupsvc.chunking.compression import (
     DecompressingReader,
     ObjectCompressor,
 )
-from backupsvc.chunking.frames import FramedCompressorFactory
+from backupsvc.chunking.frames import EncodedFrames, FramedCompressorFactory
 from backupsvc.chunking.params import BackupResult, MiB
 from backupsvc.drivers.base import ObjectStore, ObjectWriter
 
@@ -48,9 +50,9 @@ class DataObject:
         self.name = name
         self.offset = offset
         self.length = 0                 # raw bytes assigned (main thread, in order)
-        # 1.0.0: md5 of the data; 2.0.0: sha256 of the stored bytes.
+        # 1.0.0: md5 of the data; 2.0.0: sha256 of its frames' digests.
         self.md5 = None if framed else hashlib.md5(usedforsecurity=False)
-        self.stored_sha = hashlib.sha256() if framed else None
+        self.frames_sha = hashlib.sha256() if framed else None
         self.compressor = compressor
         self.last_final = False         # last segment was compressed as the stream end
         self.buffered = True            # still holding its (compressed) output in memory
@@ -92,11 +94,14 @@ class ObjectOutput:
             writer.write(data)
             obj.stored += len(data)
 
-    def emit(self, obj: DataObject, raw_length: int, out: bytes | memoryview) -> None:
+    def emit(self, obj: DataObject, raw_length: int,
+             out: bytes | memoryview | EncodedFrames) -> None:
         """Take the compressed form ``out`` of the object's next ``raw_length`` bytes."""
         obj.drained += raw_length
-        if obj.stored_sha is not None:
-            obj.stored_sha.update(out)
+        if isinstance(out, EncodedFrames):
+            assert obj.frames_sha is not None
+            obj.frames_sha.update(b"".join(out.digests))
+            out = out.data
         if not obj.buffered:
             self._write(obj, out)
             return
@@ -132,11 +137,11 @@ class ObjectOutput:
             self._submit(0, obj.cm.__exit__, None, None, None)   # the helper closes it
             obj.cm = obj.writer = None
             self.open_objects.remove(obj)
-        if obj.stored_sha is not None:
+        if obj.frames_sha is not None:
             entry = manifest.ObjectEntry(
                 name=obj.name, offset=obj.offset, length=obj.length, md5=None,
                 compression=compression, stored_length=obj.stored,
-                sha256=obj.stored_sha.hexdigest())
+                sha256=obj.frames_sha.hexdigest())
         else:
             assert obj.md5 is not None
             entry = manifest.ObjectEntry(

@@ -3,9 +3,10 @@
 The extent plan says which object provides each byte; every needed object is
 then read once, in order of the first volume offset it provides, and each
 volume byte is written at most once. Producer threads, a few objects ahead
-of the main thread, read objects and check their md5 (1.0.0: they also
-decompress them) or the SHA-256 of their stored bytes (2.0.0: each frame is
-then decoded by a checker thread, so one big object uses every core); every needed
+of the main thread, read objects (1.0.0: they also decompress them and check
+their md5; 2.0.0: each frame is decoded and hashed by a checker thread, so
+one big object uses every core, and the main thread checks the object's
+hash list of frame digests); every needed
 block is checked against the newest backup's sha256 list (by checker
 threads, for large pieces, while the producer goes on; a block recorded as
 zeros is compared with zeros instead of hashed); the main thread writes the
@@ -265,14 +266,14 @@ class RestoreRun:
     def _produce_frames(self, job: _ObjectJob, layer: Layer, label: str) -> None:
         """Read a 2.0.0 object's frames; checker threads decode and check the needed ones.
 
-        The data is trusted once its blocks match the sha list; the stored
-        bytes' SHA-256 also catches damage in frames this restore skips.
+        Each frame's digest goes to the main thread in order (a future for
+        the frames being decoded), which checks the object's hash list at
+        the end: it also covers frames this restore does not need.
         """
         entry = job.source.entry
-        digest = hashlib.sha256()
         pos = 0
         with self.store.open_reader(layer.container, entry.name) as raw:
-            for codec, length, payload in frames.read_frames(raw, label, digest):
+            for codec, length, header, payload in frames.read_frames(raw, label):
                 if self.stop.is_set():
                     return
                 start = entry.offset + pos
@@ -280,21 +281,24 @@ class RestoreRun:
                 if pos > entry.length:
                     raise IntegrityError("%s holds more than its recorded %d bytes"
                                          % (label, entry.length))
-                if job.needs(start, pos + entry.offset):
-                    check = self.checkers.submit(self._decode_and_check, job, start, codec,
-                                                 length, payload, label)
-                    if not self._put(job, (start, None, check)):
-                        return
+                if job.needs(start, entry.offset + pos):
+                    msg: object = (start, None, self.checkers.submit(
+                        self._decode_and_check, job, start, codec, length, header, payload,
+                        label))
+                else:
+                    msg = (None, None, frames.frame_digest(header, payload))
+                if not self._put(job, msg):
+                    return
         if pos != entry.length:
             raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
-        if digest.hexdigest() != entry.sha256:
-            raise IntegrityError("%s fails its sha256 check" % label)
         self._put(job, _DONE)
 
     def _decode_and_check(self, job: _ObjectJob, start: int, codec: int, length: int,
-                          payload: bytes, label: str) -> tuple[bytes, Runs]:
+                          header: bytes, payload: bytes,
+                          label: str) -> tuple[bytes, Runs, bytes]:
+        digest = frames.frame_digest(header, payload)
         data = frames.decode(codec, payload, length, label)
-        return data, self._check(job, start, data, label)
+        return data, self._check(job, start, data, label), digest
 
     def _check(self, job: _ObjectJob, start: int, data: bytes, label: str) -> Runs:
         """Checker: check the needed blocks of ``data`` (at ``start``) against the sha list.
@@ -329,16 +333,24 @@ class RestoreRun:
         return runs
 
     def _consume(self, job: _ObjectJob) -> None:
+        entry = job.source.entry
+        frames_sha = hashlib.sha256() if entry.framed else None
         while True:
             self._check_cancelled()
             msg = job.queue.get()
             if msg is _DONE:
+                if frames_sha is not None and frames_sha.hexdigest() != entry.sha256:
+                    raise IntegrityError("%s fails its sha256 check" % self._label(job.source))
                 return
             if isinstance(msg, BaseException):
                 raise msg
             start, data, check = msg  # type: ignore[misc]
-            if data is None:                    # a 2.0.0 frame: decoded by the checker
-                data, runs = check.result()
+            if frames_sha is not None:          # a 2.0.0 frame
+                if start is None:               # not needed: only its digest
+                    frames_sha.update(check)
+                    continue
+                data, runs, digest = check.result()
+                frames_sha.update(digest)
             else:
                 runs = check.result() if isinstance(check, Future) else check
             view = memoryview(data)

@@ -923,15 +923,18 @@ def object_data(stored: bytes, rec: dict, version: str, name: str) -> bytes:
         assert hashlib.md5(data).hexdigest() == rec["md5"], "md5 mismatch in %s" % name
         return data
     assert len(stored) == rec["stored_length"], (name, len(stored), rec)
-    assert hashlib.sha256(stored).hexdigest() == rec["sha256"], "sha256 mismatch in %s" % name
-    parts, pos = [], 0
+    parts, digests, pos = [], [], 0
     while pos < len(stored):     # frames: codec, 3 zero bytes, raw length, stored length
         codec, raw_len, stored_len = struct.unpack(">B3xII", stored[pos:pos + 12])
         payload = stored[pos + 12:pos + 12 + stored_len]
+        digests.append(hashlib.sha256(stored[pos:pos + 12 + stored_len]).digest())
         pos += 12 + stored_len
         data = decompress(payload, FRAME_CODECS[codec])
         assert len(data) == raw_len, (name, codec, len(data), raw_len)
         parts.append(data)
+    # The checksum is a hash list: sha256 of the frames' sha256 digests.
+    assert hashlib.sha256(b"".join(digests)).hexdigest() == rec["sha256"], (
+        "sha256 mismatch in %s" % name)
     return b"".join(parts)
 
 

@@ -69,7 +69,17 @@ def test_files_are_compact_and_state_zero_extents(tmp_path):
         assert set(rec) == {"compression", "length", "offset", "stored_length", "sha256"}
         stored = chain.store.get(chain.container, name)
         assert len(stored) == rec["stored_length"]
-        assert hashlib.sha256(stored).hexdigest() == rec["sha256"]
+        assert frames_hash_list(stored) == rec["sha256"]
+
+
+def frames_hash_list(stored: bytes) -> str:
+    """SHA-256 of the SHA-256 of each frame (header and payload), as documented."""
+    digests, pos = [], 0
+    while pos < len(stored):
+        _, _, n = frames.HEADER.unpack_from(stored, pos)
+        digests.append(hashlib.sha256(stored[pos:pos + 12 + n]).digest())
+        pos += 12 + n
+    return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
 @pytest.mark.parametrize("compression", ["zlib", "bz2", "zstd", "none"])
@@ -77,13 +87,11 @@ def test_frames_round_trip_and_skip_incompressible_data(compression):
     rng = random.Random(2)
     data = memoryview(text(rng, 3 * MiB // 2) + rng.randbytes(MiB))
     out = frames.encode(compression, data)
-    blob = b"".join(bytes(p) for p in out)
-    digest = hashlib.sha256()
-    parts = list(frames.read_frames(_Reader(blob), "obj", digest))
-    assert digest.hexdigest() == hashlib.sha256(blob).hexdigest()
-    decoded = b"".join(frames.decode(c, p, n, "obj") for c, n, p in parts)
+    parts = list(frames.read_frames(_Reader(out.data), "obj"))
+    assert out.digests == [hashlib.sha256(h + p).digest() for _, _, h, p in parts]
+    decoded = b"".join(frames.decode(c, p, n, "obj") for c, n, _, p in parts)
     assert decoded == data
-    codecs = [c for c, _, _ in parts]
+    codecs = [c for c, _, _, _ in parts]
     assert len(parts) == 3                          # 1 MiB frames
     if compression != "none":
         assert codecs[0] == frames.CODECS[compression]  # text compresses
