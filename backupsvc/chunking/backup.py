@@ -34,7 +34,7 @@ from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.compression import CompressorFactory
 from backupsvc.chunking.errors import Cancelled
 from backupsvc.chunking.extents import zero_runs
-from backupsvc.chunking.frames import FramedCompressorFactory
+from backupsvc.chunking.frames import FRAME_SIZE, FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
 from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams
 from backupsvc.chunking.source import Piece, PieceSource
@@ -117,6 +117,10 @@ class BackupRun:
         loading: deque[_Work] = deque()     # being read and hashed
         planned: deque[_Work] = deque()     # segments being compressed, to be written
         depth = self.params.workers + 1
+        if self.compact:
+            # Frames are small independent tasks of very different costs (zeros,
+            # random data, text): a deeper queue keeps every compressor busy.
+            depth = 2 * self.params.workers + 2
         offset = 0
         while True:
             self._check_cancelled()
@@ -205,9 +209,17 @@ class BackupRun:
         assert obj is not None
         data = view[start * self.bs:end * self.bs]
         comp = obj.compressor
-        fut = self.compressors.submit(comp.compress_segment, data, final) \
-            if comp.parallel else None
-        work.actions.append(_Segment(obj, data, final, fut))
+        if self.compact:
+            # One task per frame: the same frames as one task for the segment.
+            for at in range(0, len(data), FRAME_SIZE):
+                part = data[at:at + FRAME_SIZE]
+                last = at + FRAME_SIZE >= len(data)
+                work.actions.append(_Segment(obj, part, final and last, self.compressors.submit(
+                    comp.compress_segment, part, final and last)))
+        else:
+            fut = self.compressors.submit(comp.compress_segment, data, final) \
+                if comp.parallel else None
+            work.actions.append(_Segment(obj, data, final, fut))
         obj.last_final = final
         obj.length += len(data)
         if obj.md5 is not None:
