@@ -155,7 +155,8 @@ class ServiceBackend:
 
     who = "service"
 
-    def __init__(self, workdir: str, codec: str, *, chunk_size: int, sha_block_size: int) -> None:
+    def __init__(self, workdir: str, codec: str, *, chunk_size: int, sha_block_size: int,
+                 format_version: str | None = None) -> None:
         sys.path.insert(0, TOOLS)
         from bench_service import BenchService  # only needed when the service runs
 
@@ -165,8 +166,13 @@ class ServiceBackend:
         if not os.path.exists(os.path.join(bin_dir, "backupsvc-api")):
             found = shutil.which("backupsvc-api")
             bin_dir = os.path.dirname(found) if found else bin_dir
+        # Every run adds backups and volumes: no quota may stop the benchmark.
+        options: dict[str, dict[str, Any]] = {
+            "DEFAULT": {"quota_backups": -1, "quota_backup_gigabytes": -1}}
+        if format_version:
+            options["DEFAULT"]["backup_format_version"] = format_version
         self.svc = BenchService(workdir, compression=codec, chunk_size=chunk_size,
-                                sha_block_size=sha_block_size, bin_dir=bin_dir)
+                                sha_block_size=sha_block_size, bin_dir=bin_dir, options=options)
 
     def start(self) -> None:
         self.svc.start()

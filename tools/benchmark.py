@@ -268,7 +268,7 @@ class Bench:
         size = v[0].size
         home = os.path.join(self.workdir, "service-%s" % codec)
         svc = ServiceBackend(home, codec, chunk_size=a.chunk_size,
-                             sha_block_size=a.sha_block_size)
+                             sha_block_size=a.sha_block_size, format_version=a.format_version)
         self.log("  starting the service (%s)" % codec)
         svc.start()
         try:
@@ -374,7 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="backup_file_size (default Cinder's, 1999994880)")
     ap.add_argument("--sha-block-size", type=int, default=32768)
     ap.add_argument("--workers", type=int, default=2, help="engine worker threads (default 2)")
-    ap.add_argument("--format-version", help="engine backup format (if the engine has one)")
+    ap.add_argument("--format-version",
+                    help="backup format of the engine and the service (default: theirs)")
     ap.add_argument("--seed", type=int, default=1, help="volume generator seed (default 1)")
     ap.add_argument("--workdir", help="parent of the temporary directory (its file system "
                                       "holds the volumes and repositories)")
