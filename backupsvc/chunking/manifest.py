@@ -6,8 +6,8 @@ data objects ``<prefix>-00001`` ..., ``<prefix>_sha256file`` and, written last,
 
 Version 1.0.0 is Cinder's: both files are ``json.dumps(obj, sort_keys=True,
 indent=2)`` in UTF-8, byte for byte what Cinder writes. Version 2.0.0 keeps
-the metadata JSON (objects gain ``stored_length`` and a ``sha256`` of their
-stored bytes instead of an ``md5``, and ``zero_extents`` lists the volume's
+the metadata JSON (objects gain ``stored_length`` and ``frames_sha256``, a
+checksum of their stored bytes, instead of an ``md5``; ``zero_extents`` lists the volume's
 all-zero ranges) and makes the sha256 file compact: one JSON header line,
 then the zlib-compressed binary digests.
 """
@@ -53,12 +53,12 @@ class ObjectEntry:
     md5: str | None      # hex md5 of the uncompressed data (1.0.0)
     compression: str     # zlib, bz2, zstd or none (normalised)
     stored_length: int | None = None    # 2.0.0: the object's size in the store...
-    sha256: str | None = None           # ...and the hex SHA-256 of those bytes
+    frames_sha256: str | None = None    # ...and the hex SHA-256 of its frame headers
 
     @property
     def framed(self) -> bool:
         """A format 2.0.0 object: frames (backupsvc.chunking.frames), not one stream."""
-        return self.sha256 is not None
+        return self.frames_sha256 is not None
 
     @property
     def end(self) -> int:
@@ -148,7 +148,7 @@ class Metadata:
         rec: dict[str, Any] = {"compression": o.compression, "length": o.length,
                                "offset": o.offset}
         if self.version == COMPACT_VERSION:
-            rec.update(stored_length=o.stored_length, sha256=o.sha256)
+            rec.update(stored_length=o.stored_length, frames_sha256=o.frames_sha256)
         else:
             rec["md5"] = o.md5
         return rec
@@ -270,11 +270,12 @@ def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
         raise FormatError("%s: %s" % (where, exc)) from exc
     if version == COMPACT_VERSION:
         stored = _field(rec, "stored_length", where, int)
-        digest = _field(rec, "sha256", where, str)
+        digest = _field(rec, "frames_sha256", where, str)
         if stored < 0 or len(digest) != 2 * DIGEST_SIZE:
-            raise FormatError("%s: bad stored_length or sha256" % where)
+            raise FormatError("%s: bad stored_length or frames_sha256" % where)
         return ObjectEntry(name=name, offset=offset, length=length, md5=None,
-                           compression=compression, stored_length=stored, sha256=digest)
+                           compression=compression, stored_length=stored,
+                           frames_sha256=digest)
     return ObjectEntry(name=name, offset=offset, length=length,
                        md5=_field(rec, "md5", where, str), compression=compression)
 

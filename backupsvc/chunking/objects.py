@@ -1,8 +1,8 @@
 """The data objects of one backup: naming, streaming to the store, records.
 
-Format 2.0.0 objects (framed) carry the hash list of their frames' digests
-(computed with the frames, gathered here); 1.0.0 objects the md5 of their
-data, taken by the backup pipeline.
+Format 2.0.0 objects (framed) carry the SHA-256 of their frame headers
+(gathered here; each header holds its payload's CRC-32); 1.0.0 objects the
+md5 of their data, taken by the backup pipeline.
 
 Compressed output is handed over in volume order. An object of at most
 :data:`SMALL_OBJECT_LIMIT` bytes is buffered (compressed) so that, as Cinder
@@ -50,7 +50,7 @@ class DataObject:
         self.name = name
         self.offset = offset
         self.length = 0                 # raw bytes assigned (main thread, in order)
-        # 1.0.0: md5 of the data; 2.0.0: sha256 of its frames' digests.
+        # 1.0.0: md5 of the data; 2.0.0: sha256 of its frame headers.
         self.md5 = None if framed else hashlib.md5(usedforsecurity=False)
         self.frames_sha = hashlib.sha256() if framed else None
         self.compressor = compressor
@@ -100,7 +100,7 @@ class ObjectOutput:
         obj.drained += raw_length
         if isinstance(out, EncodedFrames):
             assert obj.frames_sha is not None
-            obj.frames_sha.update(b"".join(out.digests))
+            obj.frames_sha.update(b"".join(out.headers))
             out = out.data
         if not obj.buffered:
             self._write(obj, out)
@@ -141,7 +141,7 @@ class ObjectOutput:
             entry = manifest.ObjectEntry(
                 name=obj.name, offset=obj.offset, length=obj.length, md5=None,
                 compression=compression, stored_length=obj.stored,
-                sha256=obj.frames_sha.hexdigest())
+                frames_sha256=obj.frames_sha.hexdigest())
         else:
             assert obj.md5 is not None
             entry = manifest.ObjectEntry(

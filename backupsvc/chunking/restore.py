@@ -5,8 +5,8 @@ then read once, in order of the first volume offset it provides, and each
 volume byte is written at most once. Producer threads, a few objects ahead
 of the main thread, read objects (1.0.0: they also decompress them and check
 their md5; 2.0.0: each frame is decoded and hashed by a checker thread, so
-one big object uses every core, and the main thread checks the object's
-hash list of frame digests); every needed
+one big object uses every core and checks the frame's CRC-32, and the main
+thread checks the object's SHA-256 of frame headers); every needed
 block is checked against the newest backup's sha256 list (by checker
 threads, for large pieces, while the producer goes on; a block recorded as
 zeros is compared with zeros instead of hashed); the main thread writes the
@@ -266,9 +266,10 @@ class RestoreRun:
     def _produce_frames(self, job: _ObjectJob, layer: Layer, label: str) -> None:
         """Read a 2.0.0 object's frames; checker threads decode and check the needed ones.
 
-        Each frame's digest goes to the main thread in order (a future for
-        the frames being decoded), which checks the object's hash list at
-        the end: it also covers frames this restore does not need.
+        Each frame's header goes to the main thread in order (a future for
+        the frames being decoded, which check the payload's CRC-32), and the
+        main thread checks the object's checksum of headers at the end: it
+        also covers frames this restore does not need.
         """
         entry = job.source.entry
         pos = 0
@@ -286,7 +287,7 @@ class RestoreRun:
                         self._decode_and_check, job, start, codec, length, header, payload,
                         label))
                 else:
-                    msg = (None, None, frames.frame_digest(header, payload))
+                    msg = (None, None, frames.check_frame(header, payload, label))
                 if not self._put(job, msg):
                     return
         if pos != entry.length:
@@ -296,7 +297,7 @@ class RestoreRun:
     def _decode_and_check(self, job: _ObjectJob, start: int, codec: int, length: int,
                           header: bytes, payload: bytes,
                           label: str) -> tuple[bytes, Runs, bytes]:
-        digest = frames.frame_digest(header, payload)
+        digest = frames.check_frame(header, payload, label)
         data = frames.decode(codec, payload, length, label)
         return data, self._check(job, start, data, label), digest
 
@@ -339,14 +340,15 @@ class RestoreRun:
             self._check_cancelled()
             msg = job.queue.get()
             if msg is _DONE:
-                if frames_sha is not None and frames_sha.hexdigest() != entry.sha256:
-                    raise IntegrityError("%s fails its sha256 check" % self._label(job.source))
+                if frames_sha is not None and frames_sha.hexdigest() != entry.frames_sha256:
+                    raise IntegrityError("%s fails its frames_sha256 check"
+                                         % self._label(job.source))
                 return
             if isinstance(msg, BaseException):
                 raise msg
             start, data, check = msg  # type: ignore[misc]
             if frames_sha is not None:          # a 2.0.0 frame
-                if start is None:               # not needed: only its digest
+                if start is None:               # not needed: only its header
                     frames_sha.update(check)
                     continue
                 data, runs, digest = check.result()

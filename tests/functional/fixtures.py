@@ -910,9 +910,9 @@ def stored_encodings(stored: bytes, rec: dict, version: str) -> set[str]:
         return {(rec.get("compression") or "none").lower()}
     found, pos = set(), 0
     while pos < len(stored):
-        codec, _, stored_len = struct.unpack(">B3xII", stored[pos:pos + 12])
+        codec, _, stored_len, _ = struct.unpack(">B3xIII", stored[pos:pos + 16])
         found.add(FRAME_CODECS[codec])
-        pos += 12 + stored_len
+        pos += 16 + stored_len
     return found
 
 
@@ -923,18 +923,19 @@ def object_data(stored: bytes, rec: dict, version: str, name: str) -> bytes:
         assert hashlib.md5(data).hexdigest() == rec["md5"], "md5 mismatch in %s" % name
         return data
     assert len(stored) == rec["stored_length"], (name, len(stored), rec)
-    parts, digests, pos = [], [], 0
-    while pos < len(stored):     # frames: codec, 3 zero bytes, raw length, stored length
-        codec, raw_len, stored_len = struct.unpack(">B3xII", stored[pos:pos + 12])
-        payload = stored[pos + 12:pos + 12 + stored_len]
-        digests.append(hashlib.sha256(stored[pos:pos + 12 + stored_len]).digest())
-        pos += 12 + stored_len
+    parts, headers, pos = [], [], 0
+    while pos < len(stored):     # frames: codec, 3 zero bytes, raw length, stored length, crc32
+        codec, raw_len, stored_len, crc = struct.unpack(">B3xIII", stored[pos:pos + 16])
+        payload = stored[pos + 16:pos + 16 + stored_len]
+        assert zlib.crc32(payload) == crc, "a frame of %s fails its CRC-32" % name
+        headers.append(stored[pos:pos + 16])
+        pos += 16 + stored_len
         data = decompress(payload, FRAME_CODECS[codec])
         assert len(data) == raw_len, (name, codec, len(data), raw_len)
         parts.append(data)
-    # The checksum is a hash list: sha256 of the frames' sha256 digests.
-    assert hashlib.sha256(b"".join(digests)).hexdigest() == rec["sha256"], (
-        "sha256 mismatch in %s" % name)
+    # The object's checksum: sha256 of its frame headers (which hold the CRCs).
+    assert hashlib.sha256(b"".join(headers)).hexdigest() == rec["frames_sha256"], (
+        "frames_sha256 mismatch in %s" % name)
     return b"".join(parts)
 
 

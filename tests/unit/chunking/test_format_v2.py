@@ -66,20 +66,22 @@ def test_files_are_compact_and_state_zero_extents(tmp_path):
                                     [204 * KiB, 96 * KiB]]
     for item in meta["objects"]:
         ((name, rec),) = item.items()
-        assert set(rec) == {"compression", "length", "offset", "stored_length", "sha256"}
+        assert set(rec) == {"compression", "length", "offset", "stored_length",
+                            "frames_sha256"}
         stored = chain.store.get(chain.container, name)
         assert len(stored) == rec["stored_length"]
-        assert frames_hash_list(stored) == rec["sha256"]
+        assert frames_checksum(stored) == rec["frames_sha256"]
 
 
-def frames_hash_list(stored: bytes) -> str:
-    """SHA-256 of the SHA-256 of each frame (header and payload), as documented."""
-    digests, pos = [], 0
+def frames_checksum(stored: bytes) -> str:
+    """SHA-256 of the frame headers, each holding its payload's CRC-32, as documented."""
+    headers, pos = [], 0
     while pos < len(stored):
-        _, _, n = frames.HEADER.unpack_from(stored, pos)
-        digests.append(hashlib.sha256(stored[pos:pos + 12 + n]).digest())
-        pos += 12 + n
-    return hashlib.sha256(b"".join(digests)).hexdigest()
+        _, _, n, crc = frames.HEADER.unpack_from(stored, pos)
+        assert zlib.crc32(stored[pos + 16:pos + 16 + n]) == crc
+        headers.append(stored[pos:pos + 16])
+        pos += 16 + n
+    return hashlib.sha256(b"".join(headers)).hexdigest()
 
 
 @pytest.mark.parametrize("compression", ["zlib", "bz2", "zstd", "none"])
@@ -88,7 +90,8 @@ def test_frames_round_trip_and_skip_incompressible_data(compression):
     data = memoryview(text(rng, 3 * MiB // 2) + rng.randbytes(MiB))
     out = frames.encode(compression, data)
     parts = list(frames.read_frames(_Reader(out.data), "obj"))
-    assert out.digests == [hashlib.sha256(h + p).digest() for _, _, h, p in parts]
+    assert out.headers == [h for _, _, h, _ in parts]
+    assert all(frames.check_frame(h, p, "obj") == h for _, _, h, p in parts)
     decoded = b"".join(frames.decode(c, p, n, "obj") for c, n, _, p in parts)
     assert decoded == data
     codecs = [c for c, _, _, _ in parts]
@@ -200,7 +203,7 @@ def test_a_damaged_frame_in_an_unneeded_part_still_fails(tmp_path):
     def flip(data):
         data[-5] ^= 1           # inside the full backup's second frame
     _rewrite(chain, obj.name, flip)
-    with pytest.raises(IntegrityError, match="fails its sha256 check"):
+    with pytest.raises(IntegrityError, match="fails its CRC-32 check"):
         chain.restore()
 
 
