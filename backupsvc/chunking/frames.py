@@ -26,6 +26,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import zstandard
 
@@ -137,14 +138,21 @@ class FramedCompressorFactory:
 
 
 def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
-    """One frame's data; a wrong length or corrupt payload raises IntegrityError."""
+    """One frame's data; a wrong length or corrupt payload raises IntegrityError.
+
+    Output is capped just above the recorded length, so a damaged or hostile
+    frame cannot make a restore allocate more than that.
+    """
     try:
         if codec == 0:
             data = payload
         elif codec == 1:
-            data = zlib.decompress(payload, bufsize=raw_length or 1)
+            inflater = zlib.decompressobj()
+            data = inflater.decompress(payload, raw_length + 1)
+            if not inflater.eof:
+                raise IntegrityError("%s: a zlib frame does not end where recorded" % label)
         elif codec == 2:
-            data = bz2.decompress(payload)
+            data = bz2.BZ2Decompressor().decompress(payload, raw_length + 1)
         elif codec == 3:
             data = zstandard.ZstdDecompressor().decompress(payload,
                                                           max_output_size=raw_length)
@@ -159,7 +167,7 @@ def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
     return data
 
 
-class _Raw:
+class _Raw(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 

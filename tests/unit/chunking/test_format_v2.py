@@ -320,3 +320,11 @@ def _data_ranges(path: str) -> list[tuple[int, int]]:
     finally:
         os.close(fd)
     return ranges
+
+
+@pytest.mark.parametrize("codec, pack", [(1, zlib.compress), (2, __import__("bz2").compress),
+                                         (3, __import__("zstandard").compress)])
+def test_a_frame_that_inflates_beyond_its_length_is_refused(codec, pack):
+    """Decoding stops just past the recorded length: no unbounded allocation."""
+    with pytest.raises(IntegrityError, match="frame"):
+        frames.decode(codec, pack(bytes(64 * MiB)), 1000, "obj")
