@@ -33,12 +33,13 @@ The work of each operation (tools/benchmark.py), from the volumes' layout:
   read every byte outside holes, write what the backup stored;
 * incremental: the same reading and hashing (changes must be found), compress
   the rewritten text blocks, write what it stored;
-* restore of a chain: read and verify (SHA-256) every stored byte of the
-  chain, decompress every text block ever stored in it, write every non-zero
-  block of the final volume (zeros are holes or punched).
+* restore of a chain: read every stored byte of the chain, decompress every
+  text block ever stored in it, write every non-zero block of the final
+  volume (zeros are holes or punched).
 
-MD5 (object checksums), memory copies, zero detection and hole punching are
-not counted, so the bound is optimistic and the fraction conservative.
+Object checksums (MD5, CRC-32 or SHA-256 of stored bytes: the format's
+choice), memory copies, zero detection and hole punching are not counted, so
+the bound is optimistic and the fraction conservative.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ RSS (the largest of the runs).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import statistics
@@ -37,6 +38,7 @@ def aggregate(records: list[dict]) -> dict | None:
     size = records[0]["size"]
     agg: dict[str, Any] = {
         "runs": len(records),
+        "size": size,
         "seconds": _median([r["seconds"] for r in records]),
         "mbps": _median([size / 1e6 / r["seconds"] for r in records]),
         "cpu": _median([r.get("cpu") for r in records]),
@@ -84,7 +86,16 @@ def _cmd(argv: list[str], cwd: str | None = None) -> str:
         return "?"
 
 
-def machine(root: str, workdir: str, cinder_version: str | None) -> dict:
+def code_state(root: str) -> str:
+    """The backupsvc code measured: commit, plus a digest of uncommitted changes."""
+    commit = _cmd(["git", "rev-parse", "--short=12", "HEAD"], root)
+    diff = _cmd(["git", "diff", "HEAD", "--", "backupsvc"], root)
+    if diff not in ("", "?"):
+        commit += " + uncommitted changes %s" % hashlib.sha1(diff.encode()).hexdigest()[:8]
+    return commit
+
+
+def machine(root: str, workdir: str, cinder_version: str | None, code: str) -> dict:
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -93,15 +104,12 @@ def machine(root: str, workdir: str, cinder_version: str | None) -> dict:
     except (OSError, StopIteration):
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    commit = _cmd(["git", "rev-parse", "--short=12", "HEAD"], root)
-    if _cmd(["git", "status", "--porcelain", "--", "backupsvc"], root) not in ("", "?"):
-        commit += " (backupsvc/ has uncommitted changes)"
     return {
         "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": round(mem / 2**30, 1), "kernel": platform.release(),
         "python": platform.python_version(), "filesystem": _cmd(["stat", "-f", "-c", "%T",
                                                                  workdir]),
-        "backupsvc_commit": commit, "cinder_version": cinder_version,
+        "backupsvc_commit": code, "cinder_version": cinder_version,
     }
 
 
@@ -179,7 +187,7 @@ def print_bounds(rows: list[dict]) -> None:
         if not e or "bound" not in e:
             continue
         b = e["bound"]
-        size_mb = e["mbps"] * e["seconds"]
+        size_mb = e["size"] / 1e6
         out.append((r["op"], "%.2f" % e["seconds"], "%.2f" % b["seconds"], "%.2f" % b["cpu"],
                     "%.2f" % b["read"], "%.2f" % b["write"], b["limit"],
                     "%.0f" % (size_mb / b["seconds"]) if b["seconds"] else "-",
@@ -261,6 +269,9 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
                               info["filesystem"]))
     print("backupsvc %s; Cinder %s" % (info["backupsvc_commit"],
                                        info["cinder_version"] or "not measured"))
+    if info.get("code_changed_to"):
+        print("WARNING: backupsvc/ changed during the run (now %s): later processes ran "
+              "other code" % info["code_changed_to"])
     print("chunk size %d, sha block %d, engine workers %d%s; %d run(s), medians; "
           "codec of the chain and sparse case: %s"
           % (a.chunk_size, a.sha_block_size, a.workers,

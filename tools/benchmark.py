@@ -27,6 +27,9 @@ a full backup of the sparse volume and its restore into a new volume. Every
 restore is checked byte for byte against its source (the run fails
 otherwise), and for sparse restores the allocated bytes are reported.
 
+Order: per codec, one service is started; each run measures the engine,
+Cinder, then the service, back to back (the service idles meanwhile).
+
 Figures: MB/s = volume bytes / 10^6 / seconds, timed until durable (the
 engine and Cinder end with os.sync(); the service is timed from the POST to
 the status a client waits for). CPU = CPU seconds of the measured process, all
@@ -231,9 +234,8 @@ class Bench:
                 os.unlink(target)
                 if engine:
                     decompressed = v[0].text_bytes + sum(x.changed_text_bytes for x in v[1:])
-                    self.engine_bound(rec, codec, hashed=sum(stored),
-                                      decompressed=decompressed, read=sum(stored),
-                                      written=last.nonzero_bytes)
+                    self.engine_bound(rec, codec, decompressed=decompressed,
+                                      read=sum(stored), written=last.nonzero_bytes)
         finally:
             backend.end()
             os.unlink(volume)
@@ -257,53 +259,59 @@ class Bench:
                               **self.check(backend.who, SPARSE_RESTORE, target, s))
             os.unlink(target)
             if backend.who == "engine":
-                self.engine_bound(rec, codec, hashed=stored, decompressed=s.text_bytes,
-                                  read=stored, written=s.nonzero_bytes)
+                self.engine_bound(rec, codec, decompressed=s.text_bytes, read=stored,
+                                  written=s.nonzero_bytes)
         finally:
             backend.end()
 
-    def service_block(self, codec: str) -> None:
-        """The same scenarios through the running service, one service per codec."""
-        a, v = self.args, self.versions
-        size = v[0].size
+    def start_service(self, codec: str) -> ServiceBackend:
+        a = self.args
         home = os.path.join(self.workdir, "service-%s" % codec)
         svc = ServiceBackend(home, codec, chunk_size=a.chunk_size,
                              sha_block_size=a.sha_block_size, format_version=a.format_version)
         self.log("  starting the service (%s)" % codec)
-        svc.start()
         try:
-            for run in range(a.runs):
-                vol = os.path.join(home, "vol-%d" % run)
-                vols.copy_sparse(v[0].path, vol)
-                vid = svc.manage(vol)
-                out = svc.backup(vid, False)
-                self.record("service", full_label(codec), run, size, out, codec=codec)
-                if codec != self.chain_codec:
-                    continue
-                for k in range(1, INCREMENTALS + 1):
-                    vols.apply_changes(v[k].path, vol, v[k].changed, a.sha_block_size)
-                    out = svc.backup(vid, True)
-                    self.record("service", inc_label(k), run, size, out, codec=codec)
-                last_id = out["backup_id"]
-                out = svc.restore(last_id, None)
-                self.record("service", RESTORE_NEW, run, size, out, codec=codec,
-                            **self.check("service", RESTORE_NEW, out["volume_path"],
-                                         v[INCREMENTALS]))
-                old = os.path.join(home, "old-%d" % run)
-                vols.copy_sparse(v[0].path, old)
-                out = svc.restore(last_id, svc.manage(old))
-                self.record("service", RESTORE_OLD, run, size, out, codec=codec,
-                            **self.check("service", RESTORE_OLD, old, v[INCREMENTALS]))
-                if self.sparse is not None:
-                    self.service_sparse(svc, home, run)
-        finally:
-            svc.stop()
+            svc.start()
+        except BaseException:
             shutil.rmtree(home, ignore_errors=True)
+            raise
+        return svc
 
-    def service_sparse(self, svc: ServiceBackend, home: str, run: int) -> None:
+    def stop_service(self, svc: ServiceBackend) -> None:
+        svc.stop()
+        shutil.rmtree(svc.workdir, ignore_errors=True)
+
+    def service_main(self, svc: ServiceBackend, codec: str, run: int) -> None:
+        """The main scenarios through the running service: a volume adopted and changed
+        in place, a new volume and an existing one (adopted) as restore targets."""
+        v, bs = self.versions, self.args.sha_block_size
+        size = v[0].size
+        vol = os.path.join(svc.workdir, "vol-%d" % run)
+        vols.copy_sparse(v[0].path, vol)
+        vid = svc.manage(vol)
+        out = svc.backup(vid, False)
+        self.record("service", full_label(codec), run, size, out, codec=codec)
+        if codec != self.chain_codec:
+            return
+        for k in range(1, INCREMENTALS + 1):
+            vols.apply_changes(v[k].path, vol, v[k].changed, bs)
+            out = svc.backup(vid, True)
+            self.record("service", inc_label(k), run, size, out, codec=codec)
+        last_id = out["backup_id"]
+        out = svc.restore(last_id, None)
+        self.record("service", RESTORE_NEW, run, size, out, codec=codec,
+                    **self.check("service", RESTORE_NEW, out["volume_path"], v[INCREMENTALS]))
+        os.unlink(out["volume_path"])
+        old = os.path.join(svc.workdir, "old-%d" % run)
+        vols.copy_sparse(v[0].path, old)
+        out = svc.restore(last_id, svc.manage(old))
+        self.record("service", RESTORE_OLD, run, size, out, codec=codec,
+                    **self.check("service", RESTORE_OLD, old, v[INCREMENTALS]))
+
+    def service_sparse(self, svc: ServiceBackend, run: int) -> None:
         s = self.sparse
         assert s is not None
-        vol = os.path.join(home, "sparse-%d" % run)
+        vol = os.path.join(svc.workdir, "sparse-%d" % run)
         vols.copy_sparse(s.path, vol)
         out = svc.backup(svc.manage(vol), False)
         self.record("service", SPARSE_FULL, run, s.size, out, codec=self.chain_codec,
@@ -326,6 +334,8 @@ class Bench:
             traceback.print_exc()
 
     def run(self, cinder: CinderBackend | None) -> None:
+        """Per codec (one service each) and run: engine, Cinder, then the service, back
+        to back, so that the three see the same machine (and the same engine code)."""
         a = self.args
         engine = EngineBackend(self.workdir, chunk_size=a.chunk_size,
                                sha_block_size=a.sha_block_size, workers=a.workers,
@@ -333,19 +343,37 @@ class Bench:
         self.idle_rss = engine.idle_rss_mib()
         backends = [engine] + ([cinder] if cinder else [])
         for codec in a.codecs:
-            for run in range(a.runs):
-                for b in backends:
-                    self.log("%s, %s, run %d" % (b.who, codec, run))
-                    self.guarded("%s %s run %d" % (b.who, codec, run),
-                                 self.main_block, b, codec, run)
-        if self.sparse is not None:
-            for run in range(a.runs):
-                for b in backends:
-                    self.log("%s, sparse, run %d" % (b.who, run))
-                    self.guarded("%s sparse run %d" % (b.who, run), self.sparse_block, b, run)
-        if not a.skip_service:
-            for codec in a.codecs:
-                self.guarded("service %s" % codec, self.service_block, codec)
+            svc = None
+            if not a.skip_service:
+                try:
+                    svc = self.start_service(codec)
+                except Exception as exc:
+                    self.errors.append("service %s: %s: %s" % (codec, type(exc).__name__, exc))
+                    traceback.print_exc()
+            try:
+                for run in range(a.runs):
+                    for b in backends:
+                        self.log("%s, %s, run %d" % (b.who, codec, run))
+                        self.guarded("%s %s run %d" % (b.who, codec, run),
+                                     self.main_block, b, codec, run)
+                    if svc is not None:
+                        self.log("service, %s, run %d" % (codec, run))
+                        self.guarded("service %s run %d" % (codec, run),
+                                     self.service_main, svc, codec, run)
+                if self.sparse is None or codec != self.chain_codec:
+                    continue
+                for run in range(a.runs):
+                    for b in backends:
+                        self.log("%s, sparse, run %d" % (b.who, run))
+                        self.guarded("%s sparse run %d" % (b.who, run), self.sparse_block, b,
+                                     run)
+                    if svc is not None:
+                        self.log("service, sparse, run %d" % run)
+                        self.guarded("service sparse run %d" % run, self.service_sparse, svc,
+                                     run)
+            finally:
+                if svc is not None:
+                    self.stop_service(svc)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -422,13 +450,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="backupsvc-bench-", dir=a.workdir)
     try:
         bench = Bench(a, workdir)
+        code = report.code_state(ROOT)     # every process loads the code as it is then
         cinder = cinder_backend(a, workdir)
         print("building volumes (seed %d) in %s" % (a.seed, workdir), flush=True)
         bench.build_volumes()
         print("measuring machine limits", flush=True)
         bench.measure_limits()
         bench.run(cinder)
-        machine = report.machine(ROOT, workdir, cinder.version if cinder else None)
+        machine = report.machine(ROOT, workdir, cinder.version if cinder else None, code)
+        if report.code_state(ROOT) != code:
+            machine["code_changed_to"] = report.code_state(ROOT)
         rows = report.summarize(bench)
         report.print_all(bench, rows, machine, time.perf_counter() - started)
         if a.json:
