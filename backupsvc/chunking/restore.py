@@ -43,6 +43,15 @@ from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 FLUSH_EVERY = 256 * MiB
 CHECK_ASIDE = 1 * MiB      # data read from an object is checked in another thread from this size
 _DONE = object()
+PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
+_ZERO_PAGE = bytes(PAGE)
+
+
+def _add_run(runs: list[tuple[int, int, bool]], start: int, end: int, skip: bool) -> None:
+    if runs and runs[-1][1] == start and runs[-1][2] == skip:
+        runs[-1] = (runs[-1][0], end, skip)
+    else:
+        runs.append((start, end, skip))
 
 
 Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
@@ -307,7 +316,8 @@ class RestoreRun:
         A block recorded as zeros is checked by comparing it with zeros, which
         is equivalent to hashing it and much faster. Returns the needed
         ranges as runs ``(start, end, skip)``; ``skip``: zeros that a zeroed
-        target already holds.
+        target already holds, whole zero blocks and, within data blocks,
+        zero pages (so a restored sparse volume allocates only its data).
         """
         bs, shas = self.bs, self.shas
         view = memoryview(data)
@@ -327,10 +337,14 @@ class RestoreRun:
                     raise IntegrityError(
                         "block %d (offset %d) from %s does not match the sha256 recorded "
                         "by %s" % (off // bs, off, label, self.newest.label))
-                if runs and runs[-1][1] == off and runs[-1][2] == skip:
-                    runs[-1] = (runs[-1][0], off + n, skip)
+                if not skip and self.target_is_zeroed \
+                        and data.find(_ZERO_PAGE, rel, rel + n) >= 0:
+                    for p in range(0, n, PAGE):
+                        m = min(PAGE, n - p)
+                        _add_run(runs, off + p, off + p + m,
+                                 m == PAGE and data.startswith(_ZERO_PAGE, rel + p))
                 else:
-                    runs.append((off, off + n, skip))
+                    _add_run(runs, off, off + n, skip)
         return runs
 
     def _consume(self, job: _ObjectJob) -> None:

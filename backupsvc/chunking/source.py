@@ -188,9 +188,12 @@ class PieceSource:
         if not data:
             if self.need_hole_bytes:
                 return Piece(offset, length, self._zero_buffer(length), holes=[(0, length)])
-            # Nothing to read or store: run on to the next data, block-aligned.
-            stop = min(self.size, offset + HOLE_SPAN, self.map.next_data(end) // self.bs * self.bs)
-            length = max(length, stop - offset)
+            # Nothing to read or store: run on to the piece holding the next data.
+            # Pieces stay on the grid of piece_size multiples, as when reading a
+            # stream, so the backup's objects (and their frames) are the same.
+            grid = self.piece_size
+            stop = min(self.map.next_data(end), offset + HOLE_SPAN) // grid * grid
+            length = max(length, min(self.size, stop) - offset)
             return Piece(offset, length, None, holes=[(0, length)])
         return Piece(offset, length, mmap.mmap(-1, length), holes=_gaps(data, length),
                      reads=data)

@@ -277,7 +277,9 @@ def test_sparse_volume_stores_and_allocates_only_its_data(tmp_path):
     with open(image, "wb") as f:
         f.truncate(size)
         for slot in extents:
-            f.seek(slot * MiB + rng.randrange(0, MiB, 32 * KiB))
+            # 4 KiB-aligned, not 32 KiB: blocks at both ends are part data, part
+            # zeros, which the restore must not allocate.
+            f.seek(slot * MiB + rng.randrange(4096, MiB, 4096))
             f.write(rng.randbytes(MiB))
     data_bytes = 16 * MiB
     store = PosixStore(str(tmp_path / "store"))
@@ -285,7 +287,7 @@ def test_sparse_volume_stores_and_allocates_only_its_data(tmp_path):
     with open(image, "rb") as f:
         result = run_backup(f, size, store, "c", "p", description("b0"), p)
     assert result.bytes_read <= data_bytes + 64 * KiB * len(extents)
-    assert result.bytes_stored <= data_bytes * 1.01
+    assert result.bytes_stored <= data_bytes * 1.01 + 64 * KiB * len(extents)
 
     out = str(tmp_path / "restored")
     with open(out, "wb") as f:
