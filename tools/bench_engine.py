@@ -19,8 +19,6 @@ included) and the engine's result counters.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import datetime
 import json
@@ -39,43 +37,11 @@ from backupsvc.chunking.engine import (  # noqa: E402
     run_restore,
 )
 from backupsvc.drivers.posix import PosixStore  # noqa: E402
+from backupsvc.sources.file import FileVolumeWriter  # noqa: E402
 
 MiB = 1024 * 1024
 # A fixed creation time: object names (and so the layout) do not depend on when we ran.
 CREATED = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_PUNCH_HOLE = 0x02 | 0x01      # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-
-
-class FileTarget:
-    """Restore writer on a file: pwrite, zeros as punched holes (else written), fsync."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR)
-
-    def pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view, offset = view[n:], offset + n
-
-    def write_zeros(self, offset: int, length: int) -> None:
-        if _libc.fallocate(self.fd, _PUNCH_HOLE, ctypes.c_long(offset),
-                           ctypes.c_long(length)) == 0:
-            return
-        zeros = bytes(min(length, 4 * MiB))
-        while length:
-            n = min(length, len(zeros))
-            self.pwrite(zeros[:n], offset)
-            offset, length = offset + n, length - n
-
-    def flush(self) -> None:
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
 
 def peak_rss_mib() -> float:
     """VmHWM: unlike ru_maxrss it is not inherited from a vfork()ing parent."""
@@ -117,12 +83,15 @@ def backup(job: dict, store: PosixStore, params: EngineParams) -> dict:
 
 def restore(job: dict, store: PosixStore, params: EngineParams) -> dict:
     chain = [layer(store, job["volume_id"], b) for b in job["chain"]]
-    target = FileTarget(job["target_path"])
+    size = os.path.getsize(job["target_path"])
+    # The writer the worker restores volumes with (pwrite, punched holes,
+    # early writeback, fsync).
+    fd = os.open(job["target_path"], os.O_WRONLY)
     try:
-        result = run_restore(chain, target, os.path.getsize(job["target_path"]), params,
+        result = run_restore(chain, FileVolumeWriter(fd, "file", size), size, params,
                              target_is_zeroed=job["volume_is_new"], store=store)
     finally:
-        target.close()
+        os.close(fd)
     return dataclasses.asdict(result)
 
 

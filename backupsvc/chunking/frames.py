@@ -57,13 +57,14 @@ def _compress(codec: str, data: memoryview) -> bytes:
 
 
 def looks_incompressible(data: memoryview) -> bool:
-    """A few 4 KiB samples spread over ``data``, deflated at level 1, barely shrink."""
+    """A few samples spread over ``data`` (up to 4 KiB each, half of it at most),
+    deflated at level 1, barely shrink."""
     n = len(data)
-    if n < PROBE_SAMPLES * PROBE_SAMPLE_SIZE * 4:
-        return False        # small: just try
+    size = min(PROBE_SAMPLE_SIZE, n // (2 * PROBE_SAMPLES))
+    if size < 1024:
+        return False        # too small to judge: just try
     step = n // PROBE_SAMPLES
-    sample = b"".join(data[i * step:i * step + PROBE_SAMPLE_SIZE]
-                      for i in range(PROBE_SAMPLES))
+    sample = b"".join(data[i * step:i * step + size] for i in range(PROBE_SAMPLES))
     return len(zlib.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
 
 

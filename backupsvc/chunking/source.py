@@ -14,7 +14,6 @@ Block devices, pipes and other readers are read in order with ``readinto``
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
 from dataclasses import dataclass, field
@@ -36,16 +35,15 @@ class Piece:
 
     ``holes`` are the block-aligned ranges (relative to ``offset``) that lie in
     holes: they are zeros in ``buf`` and are not read. ``reads`` are the ranges
-    that :meth:`PieceSource.load` reads into ``buf``: anonymous memory, whose
-    pages the kernel zeroes as ``pread`` first touches them in the loading
-    thread (a ``bytearray`` would be zeroed by the main thread, holding the
-    GIL), and which goes straight back to the system when the piece is done.
-    ``buf`` is None for a piece wholly in a hole whose bytes nobody needs.
+    that :meth:`PieceSource.load` reads into ``buf``, which it allocates in the
+    loading thread (allocating and zeroing 4 MiB on the main thread would hold
+    the GIL the whole pipeline needs). ``buf`` stays None for a piece wholly in
+    a hole whose bytes nobody needs.
     """
 
     offset: int
     length: int
-    buf: bytes | bytearray | mmap.mmap | None
+    buf: bytes | bytearray | None
     holes: list[Range] = field(default_factory=list)
     reads: list[Range] = field(default_factory=list)
 
@@ -182,7 +180,7 @@ class PieceSource:
         if self.fd is None:
             return Piece(offset, length, self._read_stream(offset, length))
         if self.map is None:
-            return Piece(offset, length, mmap.mmap(-1, length), reads=[(0, length)])
+            return Piece(offset, length, None, reads=[(0, length)])
         data = _align([(a - offset, b - offset) for a, b in self.map.data(offset, end)],
                       self.bs, length)
         if not data:
@@ -195,8 +193,7 @@ class PieceSource:
             stop = min(self.map.next_data(end), offset + HOLE_SPAN) // grid * grid
             length = max(length, min(self.size, stop) - offset)
             return Piece(offset, length, None, holes=[(0, length)])
-        return Piece(offset, length, mmap.mmap(-1, length), holes=_gaps(data, length),
-                     reads=data)
+        return Piece(offset, length, None, holes=_gaps(data, length), reads=data)
 
     def _zero_buffer(self, length: int) -> bytes:
         if length != self.piece_size:
@@ -226,7 +223,8 @@ class PieceSource:
     def load(self, piece: Piece) -> list[str]:
         """Read what ``piece`` still needs and return the sha of each of its blocks."""
         if piece.reads:
-            assert self.fd is not None and piece.buf is not None
+            assert self.fd is not None
+            piece.buf = bytearray(piece.length)     # zeros where holes are
             view = memoryview(piece.buf)
             for a, b in piece.reads:
                 self._pread(view[a:b], piece.offset + a)
