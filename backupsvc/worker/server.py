@@ -25,6 +25,26 @@ LOG = logging.getLogger(__name__)
 RESTART_REASON = "incomplete backup reset on manager restart"
 
 
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError):     # not glibc
+        return None
+
+
+def _release_memory(_future: futures.Future | None = None) -> None:
+    """Give the pieces a finished job freed back to the system.
+
+    A job's threads allocate their buffers in several malloc arenas, which
+    keep freed memory; without this a long-lived worker's resident size
+    creeps up job after job, and the next job's peak starts from there.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 class JobPool:
     """At most backup_max_operations jobs run at once; the rest wait in order."""
 
@@ -44,26 +64,6 @@ class JobPool:
         exc = future.exception()
         if exc is not None:
             LOG.error("Backup job crashed: %s", exc, exc_info=exc)
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError):     # not glibc
-        return None
-
-
-def _release_memory(_future: futures.Future | None = None) -> None:
-    """Give the pieces a finished job freed back to the system.
-
-    A job's threads allocate their buffers in several malloc arenas, which
-    keep freed memory; without this a long-lived worker's resident size
-    creeps up job after job, and the next job's peak starts from there.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
     def shutdown(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=True)
