@@ -155,3 +155,22 @@ class Chain:
     def stored_names(self) -> list[str]:
         path = self.store.base_path + "/" + self.container
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def data_ranges(path) -> list[tuple[int, int]]:
+    """The file's data extents, as the file system reports them (an independent walk)."""
+    out = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, min(end, size)))
+            pos = end
+    finally:
+        os.close(fd)
+    return out

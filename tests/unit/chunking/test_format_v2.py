@@ -11,7 +11,7 @@ import pytest
 
 from backupsvc.chunking import frames, manifest
 from backupsvc.chunking.engine import EngineParams, IntegrityError, read_metadata
-from tests.unit.chunking import Chain, KiB, SinglePassTarget, random_image
+from tests.unit.chunking import Chain, KiB, SinglePassTarget, data_ranges, random_image
 
 MiB = 1024 * KiB
 
@@ -301,27 +301,11 @@ def test_sparse_volume_stores_and_allocates_only_its_data(tmp_path):
     # Byte-identical: wherever either file holds data, both read the same
     # (everywhere else both are holes, which read as zeros).
     with open(image, "rb") as a, open(out, "rb") as b:
-        for start, end in _data_ranges(image) + _data_ranges(out):
+        for start, end in data_ranges(image) + data_ranges(out):
             a.seek(start)
             b.seek(start)
             assert a.read(end - start) == b.read(end - start)
 
-
-def _data_ranges(path: str) -> list[tuple[int, int]]:
-    ranges = []
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:         # ENXIO: no data after pos
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            ranges.append((start, pos))
-    finally:
-        os.close(fd)
-    return ranges
 
 
 @pytest.mark.parametrize("codec, pack", [(1, zlib.compress), (2, __import__("bz2").compress),

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from backupsvc.chunking import blocks
 from backupsvc.chunking.engine import Cancelled, EngineParams, read_sha256s, run_backup
 from backupsvc.drivers.posix import PosixStore
-from tests.unit.chunking import KiB, MiB, description
+from tests.unit.chunking import KiB, MiB, data_ranges, description
 
 CONTAINER = "c"
 
@@ -73,25 +73,6 @@ def make_sparse(path, size: int, extents: list[tuple[int, int]], seed: int = 0) 
         return b""
     with open(path, "rb") as f:
         return f.read()
-
-
-def data_ranges(path) -> list[tuple[int, int]]:
-    """The file's data extents, as the file system reports them (an independent walk)."""
-    out = []
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            out.append((start, min(end, size)))
-            pos = end
-    finally:
-        os.close(fd)
-    return out
 
 
 def hole_block_bytes(path, size: int, bs: int) -> int:
