@@ -6,17 +6,18 @@ overlap:
 
 * loading: a piece is read (when the reader is a regular file; otherwise the
   main thread reads it) and its sha blocks hashed, in the *load* pool;
-* compressing: object segments are compressed in the *compress* pool, which
-  is separate so that loading never queues behind long compressions;
+* compressing: object segments (format 2.0.0: each 1 MiB frame of them) are
+  compressed in the *compress* pool, which is separate so that loading never
+  queues behind long compressions;
 * the main thread plans pieces in volume order (which sha blocks go into
-  which object), updates each object's md5 and writes finished segments
-  strictly in volume order, so every object is streamed to the store.
+  which object), updates each 1.0.0 object's md5 and writes finished
+  segments strictly in volume order, so every object is streamed to the store.
 
-At most ``workers + 2`` pieces are in flight, whatever the chunk and volume
-sizes: ``workers + 1`` being compressed (so that the compressors always have
-the next segment queued when they finish one) and one loaded ahead, or, when
-nothing is to be compressed (incrementals, zeros), up to ``workers + 2``
-being loaded and hashed at once.
+A bounded number of pieces is in flight, whatever the chunk and volume
+sizes: ``depth + 1`` (``depth`` being compressed, so that the compressors
+always have work queued when they finish some, and one loaded ahead), with
+``depth = workers + 1`` for 1.0.0 and ``2 * workers + 2`` for 2.0.0, whose
+frames are small tasks of very different costs.
 """
 
 from __future__ import annotations
