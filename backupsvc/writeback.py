@@ -3,8 +3,13 @@
 Without it, a backup's objects or a restored volume sit dirty in the page
 cache until the closing ``fsync``, which then waits for all of them while no
 other work overlaps. ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` queues the
-pages for writing and returns; the closing ``fsync`` still provides the
-durability guarantee.
+pages for writing; the closing ``fsync`` still provides the durability
+guarantee.
+
+The kicks run in one background thread: queuing pages for writing is where
+the file system allocates their blocks and builds the I/O, which costs CPU
+time and can wait for the device; done by the writing thread, that cost
+would stall the pipeline feeding it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 SYNC_FILE_RANGE_WRITE = 2
@@ -29,6 +37,11 @@ def _sync_file_range() -> Any:
     return func
 
 
+@functools.cache
+def _kicker() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="writeback")
+
+
 def start(fd: int, offset: int = 0, length: int = 0) -> None:
     """Queue ``length`` bytes at ``offset`` (0: to the end) for writing; best effort."""
     func = _sync_file_range()
@@ -37,14 +50,43 @@ def start(fd: int, offset: int = 0, length: int = 0) -> None:
 
 
 class Tracker:
-    """Counts bytes written to one file and kicks writeback every :data:`EVERY` bytes."""
+    """Counts bytes written to one file and kicks its writeback every :data:`EVERY` bytes.
+
+    The kicks run in the background thread on a duplicate of ``fd``, so they
+    never touch a descriptor the caller has closed (or reused). Call
+    :meth:`settle` before the closing ``fsync`` (so it does not race a kick)
+    and :meth:`close` when the file is done with.
+    """
 
     def __init__(self, fd: int) -> None:
-        self.fd = fd
         self.pending = 0
+        self._fd = fd
+        self._dup: int | None = None
+        self._lock = threading.Lock()
+        self._kick: Future[None] | None = None     # queued or running
 
     def wrote(self, nbytes: int) -> None:
         self.pending += nbytes
-        if self.pending >= EVERY:
-            self.pending = 0
-            start(self.fd)
+        if self.pending < EVERY or _sync_file_range() is None:
+            return
+        self.pending = 0
+        with self._lock:
+            if self._kick is not None and not self._kick.done():
+                return          # the kick in flight will also see these pages
+            if self._dup is None:
+                self._dup = os.dup(self._fd)
+            self._kick = _kicker().submit(start, self._dup)
+
+    def settle(self) -> None:
+        """Wait for the kick in flight, if any."""
+        with self._lock:
+            kick = self._kick
+        if kick is not None:
+            kick.result()
+
+    def close(self) -> None:
+        self.settle()
+        with self._lock:
+            if self._dup is not None:
+                os.close(self._dup)
+                self._dup = None

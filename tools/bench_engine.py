@@ -87,10 +87,12 @@ def restore(job: dict, store: PosixStore, params: EngineParams) -> dict:
     # The writer the worker restores volumes with (pwrite, punched holes,
     # early writeback, fsync).
     fd = os.open(job["target_path"], os.O_WRONLY)
+    writer = FileVolumeWriter(fd, "file", size)
     try:
-        result = run_restore(chain, FileVolumeWriter(fd, "file", size), size, params,
+        result = run_restore(chain, writer, size, params,
                              target_is_zeroed=job["volume_is_new"], store=store)
     finally:
+        writer.close()
         os.close(fd)
     return dataclasses.asdict(result)
 

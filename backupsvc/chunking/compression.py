@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import bz2
 import struct
-import zlib
 from typing import Protocol
 
 import zstandard
 
+from backupsvc.chunking import deflate
 from backupsvc.chunking.errors import IntegrityError
 
 ZLIB_LEVEL = 6      # zlib's own default, what Cinder's zlib.compress(data) uses
@@ -37,7 +37,7 @@ _ALIASES = {
 
 # Final, empty fixed-Huffman deflate block: closes a stream whose last piece was
 # only full-flushed because we did not yet know it was the last.
-_DEFLATE_END = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15).flush()
+_DEFLATE_END = deflate.compressobj(ZLIB_LEVEL, deflate.DEFLATED, -15).flush()
 
 
 def normalize_compression(name: str | None) -> str:
@@ -91,11 +91,11 @@ class _ZlibCompressor:
         return _zlib_header(self._level)
 
     def compress_segment(self, data: memoryview, final: bool) -> bytes:
-        c = zlib.compressobj(self._level, zlib.DEFLATED, -15)
-        return c.compress(data) + c.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
+        c = deflate.compressobj(self._level, deflate.DEFLATED, -15)
+        return c.compress(data) + c.flush(deflate.Z_FINISH if final else deflate.Z_FULL_FLUSH)
 
     def update(self, data: memoryview) -> None:
-        self._adler = zlib.adler32(data, self._adler)
+        self._adler = deflate.adler32(data, self._adler)
 
     def trailer(self, last_was_final: bool) -> bytes:
         end = b"" if last_was_final else _DEFLATE_END
@@ -254,7 +254,7 @@ class DecompressingReader:
         self._done = False
         self._zstd = None
         if self._kind == "zlib":
-            self._d = zlib.decompressobj()
+            self._d = deflate.decompressobj()
         elif self._kind == "bz2":
             self._d = bz2.BZ2Decompressor()
         elif self._kind == "zstd":
@@ -316,7 +316,7 @@ class DecompressingReader:
                 elif out:
                     parts.append(out)
                     have += len(out)
-        except (zlib.error, OSError, EOFError, zstandard.ZstdError) as exc:
+        except (*deflate.ERRORS, OSError, EOFError, zstandard.ZstdError) as exc:
             raise IntegrityError("%s: corrupt %s data: %s" % (self._label, self._kind, exc)) \
                 from exc
         return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import bz2
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import zstandard
 
+from backupsvc.chunking import deflate
 from backupsvc.chunking.compression import BZ2_LEVEL, ZLIB_LEVEL, ZSTD_LEVEL
 from backupsvc.chunking.errors import IntegrityError
 from backupsvc.chunking.params import MiB
@@ -49,7 +49,7 @@ PROBE_MIN_SAVING = 0.03
 
 def _compress(codec: str, data: memoryview) -> bytes:
     if codec == "zlib":
-        return zlib.compress(data, ZLIB_LEVEL)
+        return deflate.compress(data, ZLIB_LEVEL)
     if codec == "zstd":
         # A compressor per call: ZstdCompressor objects are not thread-safe.
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
@@ -65,7 +65,7 @@ def looks_incompressible(data: memoryview) -> bool:
         return False        # too small to judge: just try
     step = n // PROBE_SAMPLES
     sample = b"".join(data[i * step:i * step + size] for i in range(PROBE_SAMPLES))
-    return len(zlib.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
+    return len(deflate.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
 
 
 @dataclass
@@ -78,7 +78,7 @@ class EncodedFrames:
 
 def check_frame(header: bytes, payload: bytes, label: str) -> bytes:
     """The frame's header, once its payload matched the CRC-32 it records."""
-    if zlib.crc32(payload) != HEADER.unpack(header)[3]:
+    if deflate.crc32(payload) != HEADER.unpack(header)[3]:
         raise IntegrityError("%s: a frame fails its CRC-32 check" % label)
     return header
 
@@ -95,7 +95,7 @@ def encode(codec: str, data: memoryview) -> EncodedFrames:
             packed = _compress(codec, raw)
             if len(packed) < len(raw):
                 payload, used = packed, codec
-        header = HEADER.pack(CODECS[used], len(raw), len(payload), zlib.crc32(payload))
+        header = HEADER.pack(CODECS[used], len(raw), len(payload), deflate.crc32(payload))
         out += (header, payload)
         headers.append(header)
     return EncodedFrames(b"".join(out), headers)
@@ -148,7 +148,7 @@ def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
         if codec == 0:
             data = payload
         elif codec == 1:
-            inflater = zlib.decompressobj()
+            inflater = deflate.decompressobj()
             data = inflater.decompress(payload, raw_length + 1)
             if not inflater.eof:
                 raise IntegrityError("%s: a zlib frame does not end where recorded" % label)
@@ -159,7 +159,7 @@ def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
                                                           max_output_size=raw_length)
         else:
             raise IntegrityError("%s: unknown frame encoding %d" % (label, codec))
-    except (zlib.error, OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
+    except (*deflate.ERRORS, OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
         raise IntegrityError("%s: corrupt %s frame: %s"
                              % (label, _NAMES.get(codec, codec), exc)) from exc
     if len(data) != raw_length:

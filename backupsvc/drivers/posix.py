@@ -49,6 +49,12 @@ class _FileWriter:
         self._writeback.wrote(total)
         return total
 
+    def settle(self) -> None:
+        self._writeback.settle()
+
+    def close(self) -> None:
+        self._writeback.close()
+
 
 class PosixStore:
     def __init__(self, base_path: str | os.PathLike[str], create_containers: bool = True) -> None:
@@ -110,13 +116,16 @@ class PosixStore:
         except FileNotFoundError:
             raise ContainerNotFound("container %s does not exist" % directory) from None
         try:
+            writer = _FileWriter(fd)
             try:
-                yield _FileWriter(fd)
+                yield writer
+                writer.settle()
                 os.fsync(fd)
                 # Set the mode before the rename so the object never appears with
                 # a umask-reduced mode.
                 os.fchmod(fd, FILE_MODE)
             finally:
+                writer.close()
                 os.close(fd)
             os.replace(tmp, final)
         except BaseException:

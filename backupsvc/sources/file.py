@@ -130,7 +130,12 @@ class FileVolumeWriter:
             offset += piece
 
     def flush(self) -> None:
+        self._writeback.settle()
         os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Release what the writer holds besides the caller's descriptor."""
+        self._writeback.close()
 
 
 class FileVolumeSource:
@@ -286,7 +291,11 @@ class FileVolumeSource:
     def open_write(self, location: str) -> Iterator[FileVolumeWriter]:
         # No O_CREAT/O_TRUNC: the target must exist and keep its size.
         with self._open(location, os.O_WRONLY) as (fd, kind, _real):
-            yield FileVolumeWriter(fd, kind, _fd_size(fd, kind), punch_holes=self.punch_holes)
+            writer = FileVolumeWriter(fd, kind, _fd_size(fd, kind), punch_holes=self.punch_holes)
+            try:
+                yield writer
+            finally:
+                writer.close()
 
     def snapshot(self, location: str, snapshot_id: str) -> str:
         dest = self._own_path(self.snapshot_template, snapshot_id)
