@@ -45,6 +45,10 @@ from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 
 CHECK_ASIDE = 1 * MiB      # data read from an object is checked in another thread from this size
 _DONE = object()
+# Decoded data waiting for the writer: at most this many frames (or pieces)
+# per object, for the objects being read plus EXTRA_OBJECTS_AHEAD.
+QUEUED_PER_OBJECT = 12
+EXTRA_OBJECTS_AHEAD = 2
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
 _ZERO_PAGE = bytes(PAGE)
 
@@ -78,7 +82,8 @@ class _ObjectJob:
     source: Source
     ranges: list[tuple[int, int]]
     # Pieces (1.0.0) or frames being decoded (2.0.0) waiting for the writer.
-    queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=6))
+    queue: queue.Queue[object] = field(
+        default_factory=lambda: queue.Queue(maxsize=QUEUED_PER_OBJECT))
 
     def needs(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.ranges)
@@ -198,9 +203,10 @@ class RestoreRun:
                 if isinstance(item, tuple):
                     self._zeros(*item)
                     continue
-                # Keep every producer busy, with one more object queued for the first
-                # to finish (memory stays bounded by the jobs' small queues).
-                while len(ahead) <= self.params.workers:
+                # Keep every producer busy, with objects queued for the first ones
+                # to finish, so that decoding goes on while the writer waits for the
+                # disk (memory stays bounded by the jobs' queues).
+                while len(ahead) <= self.params.workers + EXTRA_OBJECTS_AHEAD:
                     nxt = next(upcoming, None)
                     if nxt is None:
                         break
