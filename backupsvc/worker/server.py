@@ -25,12 +25,33 @@ LOG = logging.getLogger(__name__)
 RESTART_REASON = "incomplete backup reset on manager restart"
 
 
+M_ARENA_MAX = -8          # glibc's mallopt parameter
+MALLOC_ARENAS = 2
+
+
 @functools.cache
-def _malloc_trim():
+def _libc_function(name: str):
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError):     # not glibc
         return None
+
+
+def _malloc_trim():
+    return _libc_function("malloc_trim")
+
+
+def limit_malloc_arenas() -> None:
+    """Let the job threads share a few malloc arenas instead of one each.
+
+    glibc gives threads up to eight arenas per core; each keeps the buffers
+    its threads freed, so with a dozen engine threads the worker's resident
+    size grows well past what one job uses at a time. The engine's buffers
+    are large, so sharing arenas costs nothing measurable.
+    """
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _release_memory(_future: futures.Future | None = None) -> None:
@@ -143,6 +164,7 @@ class WorkerService:
 
     def __init__(self, host: str | None = None):
         self.host = host or CONF.host
+        limit_malloc_arenas()
         self.pool = JobPool(CONF.backup_max_operations)
         self.manager = worker_manager.BackupManager(self.host, self.pool.submit)
         self.heartbeat = Heartbeat(self.host, CONF.report_interval)
