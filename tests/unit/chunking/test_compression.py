@@ -101,3 +101,15 @@ def test_chunks_reader_skips_empty_chunks():
     assert reader.read(5) == b"c"
     assert reader.read(-1) == b"defg"
     assert reader.read(1) == b""
+
+
+def test_zlib_codec_runs_on_zlib_ng_and_its_streams_are_plain_zlib():
+    from backupsvc.chunking import deflate
+
+    assert deflate.IMPLEMENTATION == "zlib-ng"      # a dependency: slower without it
+    data = bytes(random.Random(3).choices(b"abcdefgh \n", k=300_000))
+    assert zlib.decompress(deflate.compress(data, 6)) == data
+    assert deflate.decompress(zlib.compress(data, 6)) == data
+    assert deflate.crc32(data) == zlib.crc32(data)
+    with pytest.raises(deflate.ERRORS):
+        deflate.decompress(b"not a zlib stream")
