@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import json
 import os
 import sys
@@ -101,6 +102,7 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     out: dict = {}
     if job["op"] != "idle":
+        gc.freeze()         # as the worker does once it has started
         store = PosixStore(job["repo"])
         params = engine_params(job)
         start, cpu = time.perf_counter(), time.process_time()

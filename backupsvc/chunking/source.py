@@ -37,8 +37,9 @@ class Piece:
     holes: they are zeros in ``buf`` and are not read. ``reads`` are the ranges
     that :meth:`PieceSource.load` reads into ``buf``, which it allocates in the
     loading thread (allocating and zeroing 4 MiB on the main thread would hold
-    the GIL the whole pipeline needs). ``buf`` stays None for a piece wholly in
-    a hole whose bytes nobody needs.
+    the GIL the whole pipeline needs); a piece that is all data gets plain
+    bytes, which need no zeroing. ``buf`` stays None for a piece wholly in a
+    hole whose bytes nobody needs.
     """
 
     offset: int
@@ -224,10 +225,17 @@ class PieceSource:
         """Read what ``piece`` still needs and return the sha of each of its blocks."""
         if piece.reads:
             assert self.fd is not None
-            piece.buf = bytearray(piece.length)     # zeros where holes are
-            view = memoryview(piece.buf)
-            for a, b in piece.reads:
-                self._pread(view[a:b], piece.offset + a)
+            if piece.reads == [(0, piece.length)]:
+                # All data: read into fresh bytes, which (unlike a bytearray) are
+                # not zeroed first. A short read takes the careful path below.
+                data = os.pread(self.fd, piece.length, self.base + piece.offset)
+                if len(data) == piece.length:
+                    piece.buf = data
+            if piece.buf is None:
+                piece.buf = bytearray(piece.length)     # zeros where holes are
+                view = memoryview(piece.buf)
+                for a, b in piece.reads:
+                    self._pread(view[a:b], piece.offset + a)
         shas: list[str] = []
         pos = 0
         for a, b in [*piece.holes, (piece.length, piece.length)]:

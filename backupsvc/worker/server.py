@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import functools
+import gc
 import threading
 from concurrent import futures
 
@@ -165,6 +166,9 @@ class WorkerService:
     def __init__(self, host: str | None = None):
         self.host = host or CONF.host
         limit_malloc_arenas()
+        # The libraries' objects never become garbage: out of the cyclic
+        # collector's sight, the collections a job triggers do not walk them.
+        gc.freeze()
         self.pool = JobPool(CONF.backup_max_operations)
         self.manager = worker_manager.BackupManager(self.host, self.pool.submit)
         self.heartbeat = Heartbeat(self.host, CONF.report_interval)
