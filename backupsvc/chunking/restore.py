@@ -60,6 +60,13 @@ def _add_run(runs: list[tuple[int, int, bool]], start: int, end: int, skip: bool
         runs.append((start, end, skip))
 
 
+def _zero_pages(data: bytes, start: int, length: int) -> set[int]:
+    """Offsets (relative to ``start``) of the whole 4 KiB pages of ``data[start:start +
+    length]`` that are zeros. A page whose first byte is not zero costs one index."""
+    return {p for p in range(0, length - PAGE + 1, PAGE)
+            if not data[start + p] and data.startswith(_ZERO_PAGE, start + p)}
+
+
 Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
 CheckedRuns = Runs | Future[Runs]
 
@@ -344,12 +351,11 @@ class RestoreRun:
                     raise IntegrityError(
                         "block %d (offset %d) from %s does not match the sha256 recorded "
                         "by %s" % (off // bs, off, label, self.newest.label))
-                if not skip and self.target_is_zeroed \
-                        and data.find(_ZERO_PAGE, rel, rel + n) >= 0:
+                zero_pages = () if skip or not self.target_is_zeroed \
+                    else _zero_pages(data, rel, n)
+                if zero_pages:
                     for p in range(0, n, PAGE):
-                        m = min(PAGE, n - p)
-                        _add_run(runs, off + p, off + p + m,
-                                 m == PAGE and data.startswith(_ZERO_PAGE, rel + p))
+                        _add_run(runs, off + p, off + min(p + PAGE, n), p in zero_pages)
                 else:
                     _add_run(runs, off, off + n, skip)
         return runs
