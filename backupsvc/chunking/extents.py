@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from itertools import groupby
 
 from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.errors import IntegrityError
@@ -32,21 +33,24 @@ class Extent:
 
 
 def zero_runs(sha256s: list[str], block_size: int, size: int) -> list[tuple[int, int]]:
-    """Byte ranges of the maximal runs of all-zero blocks according to ``sha256s``."""
+    """Byte ranges of the maximal runs of all-zero blocks according to ``sha256s``.
+
+    The loop runs once per run, not once per block (a sparse 16 GiB volume has
+    half a million blocks): ``map`` and ``groupby`` walk the blocks in C.
+    """
+    count = len(sha256s)
+    if not count:
+        return []
+    tail = size - (count - 1) * block_size      # the last block may be short
+    flags = list(map(zero_sha(block_size).__eq__, sha256s[:-1]))
+    flags.append(sha256s[-1] == zero_sha(tail))
     runs: list[tuple[int, int]] = []
-    full = zero_sha(block_size)
-    last = len(sha256s) - 1
-    start = None
-    for i, sha in enumerate(sha256s):
-        length = block_size if i < last else size - i * block_size
-        is_zero = sha == (full if length == block_size else zero_sha(length))
-        if is_zero and start is None:
-            start = i * block_size
-        elif not is_zero and start is not None:
-            runs.append((start, i * block_size))
-            start = None
-    if start is not None:
-        runs.append((start, size))
+    block = 0
+    for is_zero, group in groupby(flags):
+        n = len(list(group))
+        if is_zero:
+            runs.append((block * block_size, min((block + n) * block_size, size)))
+        block += n
     return runs
 
 
