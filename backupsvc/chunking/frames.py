@@ -58,13 +58,21 @@ def _compress(codec: str, data: memoryview) -> bytes:
 
 def looks_incompressible(data: memoryview) -> bool:
     """A few samples spread over ``data`` (up to 4 KiB each, half of it at most),
-    deflated at level 1, barely shrink."""
+    deflated at level 1, barely shrink.
+
+    Each sample is taken from the middle of its share of the frame, not its
+    start: a frame often starts where data starts after zeros (data that is
+    4 KiB-aligned in a 32 KiB sha block), and a sample of those few zeros
+    would make a whole frame of random data look compressible.
+    """
     n = len(data)
     size = min(PROBE_SAMPLE_SIZE, n // (2 * PROBE_SAMPLES))
     if size < 1024:
         return False        # too small to judge: just try
     step = n // PROBE_SAMPLES
-    sample = b"".join(data[i * step:i * step + size] for i in range(PROBE_SAMPLES))
+    first = (step - size) // 2
+    sample = b"".join(data[first + i * step:first + i * step + size]
+                      for i in range(PROBE_SAMPLES))
     return len(deflate.compress(sample, 1)) > len(sample) * (1 - PROBE_MIN_SAVING)
 
 

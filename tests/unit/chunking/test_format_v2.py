@@ -325,3 +325,11 @@ def test_zero_pages_finds_only_whole_zero_pages():
     # The block starts after the 4 junk bytes and ends with a short zero tail.
     assert _zero_pages(data, 4, len(data) - 4) == {0, 3 * PAGE}
     assert _zero_pages(data, 4, PAGE - 1) == set()       # no whole page
+
+
+def test_random_frame_starting_with_zeros_is_stored_raw():
+    # Data 4 KiB-aligned inside a 32 KiB sha block: the frame starts with zeros.
+    data = bytes(24 * 1024) + random.Random(5).randbytes(frames.FRAME_SIZE - 24 * 1024)
+    assert frames.looks_incompressible(memoryview(data))
+    encoded = frames.encode("zlib", memoryview(data))
+    assert frames.HEADER.unpack(encoded.headers[0])[0] == frames.CODECS["none"]
