@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from backupsvc.chunking import deflate
 from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.compression import normalize_compression
 from backupsvc.chunking.errors import FormatError, IntegrityError
@@ -101,16 +101,20 @@ class Sha256File:
         return self.iter_json()
 
     def _iter_compact(self, batch: int = 8192) -> Iterator[bytes]:
+        # The binary digests (half the size of the hex list) are built once: the
+        # header's checksum needs them all before the first byte is written.
+        binary = [bytes.fromhex("".join(self.sha256s[i:i + batch]))
+                  for i in range(0, len(self.sha256s), batch)]
         blob_sha = hashlib.sha256()
-        for i in range(0, len(self.sha256s), batch):
-            blob_sha.update(bytes.fromhex("".join(self.sha256s[i:i + batch])))
+        for part in binary:
+            blob_sha.update(part)
         doc = self._header()
         doc.update(block_count=len(self.sha256s), volume_size=self.volume_size,
                    encoding="zlib", digests_sha256=blob_sha.hexdigest())
         yield json.dumps(doc, sort_keys=True).encode("utf-8") + b"\n"
-        packer = zlib.compressobj(6)
-        for i in range(0, len(self.sha256s), batch):
-            yield packer.compress(bytes.fromhex("".join(self.sha256s[i:i + batch])))
+        packer = deflate.compressobj(6)
+        for part in binary:
+            yield packer.compress(part)
         yield packer.flush()
 
     def iter_json(self, batch: int = 8192) -> Iterator[bytes]:
@@ -225,8 +229,8 @@ def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File
     if doc.get("encoding") != "zlib":
         raise FormatError("%s: unknown digest encoding %r" % (what, doc.get("encoding")))
     try:
-        blob = zlib.decompress(body)
-    except zlib.error as exc:
+        blob = deflate.decompress(body)
+    except deflate.ERRORS as exc:
         raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
     if len(blob) != count * DIGEST_SIZE \
             or hashlib.sha256(blob).hexdigest() != doc.get("digests_sha256"):
