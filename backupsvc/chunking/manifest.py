@@ -212,6 +212,33 @@ def _share_zero_shas(shas: list[str], block_size: int) -> list[str]:
     return [zero_hex if h == zero_hex else h for h in shas]
 
 
+def _hex_digests(blob: bytes, zero_hex: str) -> list[str]:
+    """The hex digests packed in ``blob``; every all-zero block gets the one ``zero_hex``.
+
+    Runs of zero-block digests (most of a sparse volume) are skipped many
+    digests per step, so the Python loop runs per run, not per block.
+    """
+    zero = bytes.fromhex(zero_hex)
+    strides = [(zero * n, n) for n in (1024, 32, 1)]
+    out: list[str] = []
+    pos, end = 0, len(blob)
+    while pos < end:
+        at = blob.find(zero, pos)
+        while at != -1 and at % DIGEST_SIZE:        # a digest is aligned
+            at = blob.find(zero, at + 1)
+        if at == -1:
+            at = end
+        if at > pos:
+            text = blob[pos:at].hex()
+            out += [text[i:i + 2 * DIGEST_SIZE] for i in range(0, len(text), 2 * DIGEST_SIZE)]
+        pos = at
+        for pattern, count in strides:
+            while blob.startswith(pattern, pos):
+                out += [zero_hex] * count
+                pos += len(pattern)
+    return out
+
+
 def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File | None:
     """A 2.0.0 sha256 file (JSON header line, zlib of the digests), or None if not one."""
     try:
@@ -235,10 +262,7 @@ def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File
     if len(blob) != count * DIGEST_SIZE \
             or hashlib.sha256(blob).hexdigest() != doc.get("digests_sha256"):
         raise IntegrityError("%s: the digest list fails its checksum" % what)
-    zero = bytes.fromhex(zero_sha(chunk_size))
-    zero_hex = zero_sha(chunk_size)
-    shas = [zero_hex if blob.startswith(zero, i) else blob[i:i + DIGEST_SIZE].hex()
-            for i in range(0, len(blob), DIGEST_SIZE)]
+    shas = _hex_digests(blob, zero_sha(chunk_size))
     return Sha256File(
         backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
