@@ -77,7 +77,7 @@ class BackupRun:
         self.compact = params.format_version == manifest.COMPACT_VERSION
         factory: CompressorFactory | FramedCompressorFactory
         if self.compact:
-            factory = FramedCompressorFactory(params.compression)
+            factory = FramedCompressorFactory(params.compression, self.bs)
         else:
             factory = CompressorFactory(params.compression, params.workers,
                                         max(1 << 20, params.piece_size // 2))

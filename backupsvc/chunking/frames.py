@@ -91,21 +91,58 @@ def check_frame(header: bytes, payload: bytes, label: str) -> bytes:
     return header
 
 
-def encode(codec: str, data: memoryview) -> EncodedFrames:
-    """The frames holding ``data``."""
+EDGE = 512          # bytes at each end of an incompressible frame checked for zeros
+_ZERO_EDGE = bytes(EDGE)
+
+
+def _split_zero_edges(raw: memoryview, block: int) -> list[tuple[memoryview, bool]]:
+    """An incompressible frame as (part, try to compress it) pieces.
+
+    Data that starts or ends inside a sha block leaves zeros in that block
+    (up to 28 KiB of a 32 KiB block when data is 4 KiB-aligned); such an edge
+    block becomes a frame of its own, which is compressed, and the rest stays
+    raw. Frames stay on sha block boundaries, as restores need.
+    """
+    head = raw[:EDGE] == _ZERO_EDGE
+    # (A volume's short last block would put the split off the block grid.)
+    tail = raw[-EDGE:] == _ZERO_EDGE and len(raw) % block == 0
+    if not (head or tail) or len(raw) <= 2 * block:
+        return [(raw, False)]
+    start, end = (block if head else 0), len(raw) - (block if tail else 0)
+    parts = [(raw[:start], True), (raw[start:end], False), (raw[end:], True)]
+    return [(part, squeeze) for part, squeeze in parts if part]
+
+
+def _frame(codec: str, raw: memoryview, squeeze: bool) -> tuple[bytes, bytes | memoryview]:
+    """(header, payload) of one frame; ``squeeze``: try to compress it."""
+    payload: bytes | memoryview = raw
+    used = "none"
+    if squeeze:
+        packed = _compress(codec, raw)
+        if len(packed) < len(raw):
+            payload, used = packed, codec
+    return HEADER.pack(CODECS[used], len(raw), len(payload), deflate.crc32(payload)), payload
+
+
+def encode(codec: str, data: memoryview, block: int | None = None) -> EncodedFrames:
+    """The frames holding ``data``; ``block``: the sha block size, when frames may be
+    split on its boundaries (see :func:`_split_zero_edges`)."""
     out: list[bytes | memoryview] = []
     headers: list[bytes] = []
     for start in range(0, len(data), FRAME_SIZE):
         raw = data[start:start + FRAME_SIZE]
-        payload: bytes | memoryview = raw
-        used = "none"
-        if codec != "none" and not looks_incompressible(raw):
-            packed = _compress(codec, raw)
-            if len(packed) < len(raw):
-                payload, used = packed, codec
-        header = HEADER.pack(CODECS[used], len(raw), len(payload), deflate.crc32(payload))
-        out += (header, payload)
-        headers.append(header)
+        if codec == "none":
+            parts = [(raw, False)]
+        elif not looks_incompressible(raw):
+            parts = [(raw, True)]
+        elif block is None:
+            parts = [(raw, False)]
+        else:
+            parts = _split_zero_edges(raw, block)
+        for part, squeeze in parts:
+            header, payload = _frame(codec, part, squeeze)
+            out += (header, payload)
+            headers.append(header)
     return EncodedFrames(b"".join(out), headers)
 
 
@@ -118,14 +155,14 @@ class FramedCompressor:
 
     parallel = True
 
-    def __init__(self, codec: str) -> None:
-        self.name = codec
+    def __init__(self, codec: str, block: int | None = None) -> None:
+        self.name, self.block = codec, block
 
     def header(self) -> bytes:
         return b""
 
     def compress_segment(self, data: memoryview, final: bool) -> EncodedFrames:  # type: ignore[override]
-        return encode(self.name, data)
+        return encode(self.name, data, self.block)
 
     def update(self, data: memoryview) -> None:
         pass
@@ -139,11 +176,11 @@ class FramedCompressorFactory:
 
     framed = True
 
-    def __init__(self, codec: str) -> None:
-        self.name = codec
+    def __init__(self, codec: str, block: int | None = None) -> None:
+        self.name, self.block = codec, block     # block: the sha block size
 
     def new(self) -> FramedCompressor:
-        return FramedCompressor(self.name)
+        return FramedCompressor(self.name, self.block)
 
 
 def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:

@@ -333,3 +333,26 @@ def test_random_frame_starting_with_zeros_is_stored_raw():
     assert frames.looks_incompressible(memoryview(data))
     encoded = frames.encode("zlib", memoryview(data))
     assert frames.HEADER.unpack(encoded.headers[0])[0] == frames.CODECS["none"]
+
+
+@pytest.mark.parametrize("codec", ["zlib", "zstd", "bz2"])
+def test_random_frame_with_zero_edges_squeezes_only_the_edge_blocks(codec):
+    # Data 4 KiB-aligned inside 32 KiB sha blocks: the frame starts and ends with zeros.
+    block, zeros = 32 * 1024, 24 * 1024
+    body = random.Random(5).randbytes(frames.FRAME_SIZE - 2 * zeros)
+    data = bytes(zeros) + body + bytes(zeros)
+    assert frames.looks_incompressible(memoryview(data))     # random data, for the probe
+    encoded = frames.encode(codec, memoryview(data), block)
+    heads = [frames.HEADER.unpack(h) for h in encoded.headers]
+    assert [raw for _, raw, _, _ in heads] == [block, len(data) - 2 * block, block]
+    assert [c for c, _, _, _ in heads] == [frames.CODECS[codec], 0, frames.CODECS[codec]]
+    assert len(encoded.data) < len(data) - 2 * zeros + 2048     # codec overhead only
+    decoded, pos = b"", 0
+    for c, raw, stored, _ in heads:
+        pos += frames.HEADER.size
+        decoded += frames.decode(c, encoded.data[pos:pos + stored], raw, "t")
+        pos += stored
+    assert decoded == data
+    # Without the block size (or with a short last block) the frame stays whole.
+    assert len(frames.encode(codec, memoryview(data)).headers) == 1
+    assert len(frames.encode(codec, memoryview(data[:-1]), block).headers) == 2
