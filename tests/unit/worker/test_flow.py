@@ -23,6 +23,7 @@ from backupsvc.states import VolumeStatus as V
 from backupsvc.worker import manager as worker_manager
 from backupsvc.worker import server as worker_server
 from backupsvc.worker import storage
+from tests.unit.chunking import data_ranges
 
 CONF = cfg.CONF
 MiB = 1024 * 1024
@@ -63,23 +64,17 @@ def _image(path):
     """
     digest = hashlib.sha256()
     zero = bytes(MiB)
+    digest.update(str(os.path.getsize(path)).encode())
     with open(path, "rb") as f:
-        fd, size = f.fileno(), os.fstat(f.fileno()).st_size
-        digest.update(str(size).encode())
-        offset = 0
-        while offset < size:
-            try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            pos = start - start % MiB
+        done = 0                    # MiB pieces below this offset are hashed
+        for start, end in data_ranges(path):
+            pos = max(done, start - start % MiB)
             while pos < end:
-                piece = os.pread(fd, MiB, pos)
+                piece = os.pread(f.fileno(), MiB, pos)
                 if piece != zero[:len(piece)]:
                     digest.update(b"%d:" % pos + piece)
                 pos += MiB
-            offset = pos
+            done = pos
     return digest.hexdigest()
 
 
