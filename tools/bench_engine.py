@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from backupsvc import memory  # noqa: E402
 from backupsvc.chunking.engine import (  # noqa: E402
     BackupDescription,
     EngineParams,
@@ -102,7 +103,8 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     out: dict = {}
     if job["op"] != "idle":
-        gc.freeze()         # as the worker does once it has started
+        memory.tune_malloc()    # as the worker does once it has started
+        gc.freeze()
         store = PosixStore(job["repo"])
         params = engine_params(job)
         start, cpu = time.perf_counter(), time.process_time()

@@ -1,8 +1,5 @@
 """The worker process: RPC server, bounded job pool, heartbeat, start-up recovery."""
 
-import ctypes
-import ctypes.util
-import functools
 import gc
 import threading
 from concurrent import futures
@@ -11,7 +8,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from backupsvc import rpc
+from backupsvc import memory, rpc
 from backupsvc.context import get_admin_context
 from backupsvc.db import api as db
 from backupsvc.states import BackupStatus as B
@@ -26,47 +23,6 @@ LOG = logging.getLogger(__name__)
 RESTART_REASON = "incomplete backup reset on manager restart"
 
 
-M_ARENA_MAX = -8          # glibc's mallopt parameter
-MALLOC_ARENAS = 2
-
-
-@functools.cache
-def _libc_function(name: str):
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
-    except (OSError, AttributeError):     # not glibc
-        return None
-
-
-def _malloc_trim():
-    return _libc_function("malloc_trim")
-
-
-def limit_malloc_arenas() -> None:
-    """Let the job threads share a few malloc arenas instead of one each.
-
-    glibc gives threads up to eight arenas per core; each keeps the buffers
-    its threads freed, so with a dozen engine threads the worker's resident
-    size grows well past what one job uses at a time. The engine's buffers
-    are large, so sharing arenas costs nothing measurable.
-    """
-    mallopt = _libc_function("mallopt")
-    if mallopt is not None:
-        mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-
-
-def _release_memory(_future: futures.Future | None = None) -> None:
-    """Give the pieces a finished job freed back to the system.
-
-    A job's threads allocate their buffers in several malloc arenas, which
-    keep freed memory; without this a long-lived worker's resident size
-    creeps up job after job, and the next job's peak starts from there.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 class JobPool:
     """At most backup_max_operations jobs run at once; the rest wait in order."""
 
@@ -78,7 +34,7 @@ class JobPool:
     def submit(self, fn, *args) -> futures.Future:
         future = self._executor.submit(fn, *args)
         future.add_done_callback(self._log_failure)
-        future.add_done_callback(_release_memory)
+        future.add_done_callback(memory.release_memory)
         return future
 
     @staticmethod
@@ -165,7 +121,7 @@ class WorkerService:
 
     def __init__(self, host: str | None = None):
         self.host = host or CONF.host
-        limit_malloc_arenas()
+        memory.tune_malloc()
         # The libraries' objects never become garbage: out of the cyclic
         # collector's sight, the collections a job triggers do not walk them.
         gc.freeze()

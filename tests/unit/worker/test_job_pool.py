@@ -2,12 +2,13 @@
 
 import threading
 
+from backupsvc import memory
 from backupsvc.worker import server
 
 
 def test_jobs_run_and_shutdown_waits(monkeypatch):
     trims = []
-    monkeypatch.setattr(server, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: trims.append)
     pool = server.JobPool(2)
     started = threading.Event()
     release = threading.Event()
@@ -26,5 +27,20 @@ def test_jobs_run_and_shutdown_waits(monkeypatch):
 
 
 def test_release_memory_is_harmless_where_there_is_no_glibc(monkeypatch):
-    monkeypatch.setattr(server, "_malloc_trim", lambda: None)
-    server._release_memory()
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    memory.release_memory()
+
+
+def test_tune_malloc_sets_arenas_and_fixed_thresholds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "_libc_function",
+                        lambda name: (lambda *args: calls.append(args)) if name == "mallopt"
+                        else None)
+    memory.tune_malloc()
+    assert calls == [(memory.M_ARENA_MAX, 2), (memory.M_MMAP_THRESHOLD, 32 << 20),
+                     (memory.M_TRIM_THRESHOLD, 256 << 20)]
+
+
+def test_tune_malloc_is_harmless_where_there_is_no_glibc(monkeypatch):
+    monkeypatch.setattr(memory, "_libc_function", lambda name: None)
+    memory.tune_malloc()

@@ -1,0 +1,193 @@
+"""DirectWriter: aligned parts go out with O_DIRECT, heads and tails through the page cache.
+
+The files live under the test's tmp_path, on the machine's real file system
+(ext4 here, which takes O_DIRECT). Two failures cannot be made to happen for
+real here: a device that wants a larger alignment than 4 KiB (EINVAL) and a
+device error during a write (EIO); those tests replace os.pwrite for the
+O_DIRECT descriptor only, and say so.
+"""
+
+import errno
+import os
+import random
+
+import pytest
+
+from backupsvc import directio
+from backupsvc.directio import ALIGN, STAGE, DirectWriter
+
+
+def _open(path, size):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, size)
+    return fd
+
+
+def _content(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = str(tmp_path / "target")
+    fd = _open(path, 8 * STAGE)
+    yield path, fd
+    os.close(fd)
+
+
+def test_pwrite_sends_the_aligned_middle_direct_and_the_edges_buffered(target):
+    path, fd = target
+    writer = DirectWriter(fd)
+    if not writer.is_direct:
+        pytest.skip("this file system refuses O_DIRECT")
+    data = random.Random(1).randbytes(3 * STAGE + 5000)
+    offset = 1000                       # head: 3096 bytes up to the first page
+    writer.pwrite(data, offset)
+    writer.settle()
+    os.fsync(fd)
+    end = offset + len(data)
+    head, tail = ALIGN - offset, end - end // ALIGN * ALIGN
+    assert writer.buffered_bytes == head + tail
+    assert writer.direct_bytes == len(data) - head - tail
+    writer.close()
+    expected = bytearray(8 * STAGE)
+    expected[offset:end] = data
+    assert _content(path) == expected
+    os.fstat(fd)                        # the caller's descriptor is still open
+
+
+def test_random_writes_land_where_they_were_asked(target):
+    path, fd = target
+    rng = random.Random(2)
+    expected = bytearray(8 * STAGE)
+    writer = DirectWriter(fd)
+    # Disjoint ranges, each written once, in a shuffled order.
+    cuts = sorted(rng.sample(range(1, 8 * STAGE), 60))
+    ranges = list(zip([0, *cuts], [*cuts, 8 * STAGE], strict=True))[::2]
+    rng.shuffle(ranges)
+    for a, b in ranges:
+        data = rng.randbytes(b - a)
+        writer.pwrite(data, a)
+        expected[a:b] = data
+    writer.settle()
+    writer.close()
+    assert _content(path) == expected
+    assert writer.direct_bytes + writer.buffered_bytes == sum(b - a for a, b in ranges)
+
+
+def test_append_streams_whole_stages_and_a_buffered_tail(tmp_path):
+    path = str(tmp_path / "object")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = DirectWriter(fd)
+        rng = random.Random(3)
+        parts = [rng.randbytes(rng.randrange(1, 300_000)) for _ in range(20)]
+        for part in parts:
+            writer.append(part)
+        writer.finish_append()
+        writer.settle()
+        os.fsync(fd)
+        writer.close()
+    finally:
+        os.close(fd)
+    total = sum(map(len, parts))
+    assert _content(path) == b"".join(parts)
+    assert total > STAGE
+    if writer.is_direct or writer.direct_bytes:
+        assert writer.direct_bytes == total // ALIGN * ALIGN
+        assert writer.buffered_bytes == total % ALIGN
+
+
+def test_a_file_smaller_than_a_stage_goes_through_the_page_cache(tmp_path):
+    path = str(tmp_path / "object")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    data = random.Random(6).randbytes(STAGE - 1)
+    try:
+        writer = DirectWriter(fd)
+        writer.append(data[:5000])
+        writer.append(data[5000:])
+        writer.finish_append()
+        writer.settle()
+        writer.close()
+    finally:
+        os.close(fd)
+    assert _content(path) == data
+    assert writer.direct_bytes == 0 and writer.buffered_bytes == len(data)
+
+
+def test_short_files_and_empty_appends(tmp_path):
+    path = str(tmp_path / "small")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = DirectWriter(fd)
+        writer.append(b"")
+        writer.append(b"metadata")
+        writer.finish_append()
+        writer.finish_append()          # nothing more to write
+        writer.settle()
+        writer.close()
+    finally:
+        os.close(fd)
+    assert _content(path) == b"metadata"
+    assert writer.direct_bytes == 0
+
+
+def test_without_direct_everything_goes_through_the_page_cache(target):
+    path, fd = target
+    writer = DirectWriter(fd, direct=False)
+    assert not writer.is_direct
+    data = random.Random(4).randbytes(2 * STAGE)
+    writer.pwrite(data, 0)
+    writer.append(b"x" * 10)            # append starts at offset 0: overwrite the start
+    writer.finish_append()
+    writer.settle()
+    writer.close()
+    assert writer.direct_bytes == 0
+    assert _content(path)[:2 * STAGE] == b"x" * 10 + data[10:]
+
+
+def _failing_direct_pwrite(monkeypatch, writer, err):
+    """Simulated: O_DIRECT writes fail with ``err`` (a device cannot be made to do it here)."""
+    real = os.pwrite
+    direct_fd = writer._direct
+
+    def pwrite(fd, data, offset):
+        if fd == direct_fd:
+            raise OSError(err, os.strerror(err))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(directio.os, "pwrite", pwrite)
+
+
+def test_a_device_refusing_the_alignment_falls_back_to_the_page_cache(target, monkeypatch):
+    path, fd = target
+    writer = DirectWriter(fd)
+    if not writer.is_direct:
+        pytest.skip("this file system refuses O_DIRECT")
+    _failing_direct_pwrite(monkeypatch, writer, errno.EINVAL)
+    data = random.Random(5).randbytes(2 * STAGE)
+    writer.pwrite(data, 0)
+    writer.settle()
+    assert not writer.is_direct
+    assert writer.direct_bytes == 0 and writer.buffered_bytes == len(data)
+    writer.close()
+    assert _content(path)[:len(data)] == data
+
+
+def test_a_failed_direct_write_is_raised_by_settle_and_close_releases(target, monkeypatch):
+    _path, fd = target
+    writer = DirectWriter(fd)
+    if not writer.is_direct:
+        pytest.skip("this file system refuses O_DIRECT")
+    direct_fd = writer._direct
+    _failing_direct_pwrite(monkeypatch, writer, errno.EIO)
+    writer.pwrite(bytes(STAGE), 0)       # queued: the failure comes later
+    with pytest.raises(OSError) as err:
+        writer.settle()
+    assert err.value.errno == errno.EIO
+    writer.pwrite(bytes(STAGE), STAGE)
+    writer.close()                       # waits for the write in flight, raises nothing
+    with pytest.raises(OSError):
+        os.fstat(direct_fd)              # the second descriptor is closed
+    os.fstat(fd)
