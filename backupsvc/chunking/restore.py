@@ -13,9 +13,10 @@ zeros is compared with zeros instead of hashed); the main thread writes the
 checked data in order.
 Ranges that no object provides are zeros known from the sha list: they are
 neither read nor hashed, and are not written at all on a zeroed target.
-The writer is flushed once, at the end: file writers start the writeback of
-what they write as they go (backupsvc.writeback), so dirty data stays bounded
-and the final flush is short, and no flush in the middle stalls the pipeline.
+The writer is flushed once, at the end: file writers send page-aligned data
+to the disk as they go (O_DIRECT, backupsvc.directio) and start the writeback
+of the rest early, so dirty data stays bounded, the final flush is short and
+no flush in the middle stalls the pipeline.
 """
 
 from __future__ import annotations
