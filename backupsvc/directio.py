@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from backupsvc import writeback
 
 ALIGN = 4096                # offsets, lengths and buffers of direct writes (any sector size)
-STAGE = 1024 * 1024         # one staging buffer; a direct write is at most this long
+STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this long
 IN_FLIGHT = 4               # direct writes one writer keeps queued or running
 IO_THREADS = 4              # threads issuing direct writes, for every writer of the process
 _POOL_KEEP = 8              # idle staging buffers kept for reuse
@@ -102,9 +102,10 @@ class DirectWriter:
         self._lock = threading.Lock()           # the counters, from the I/O threads
         self._free: list[mmap.mmap] = []
         self._in_flight: deque[Future[mmap.mmap]] = deque()
-        self._stage: mmap.mmap | None = None    # append: being filled...
+        self._stage: mmap.mmap | None = None    # being filled...
         self._fill = 0                          # ...with this many bytes...
         self._base = 0                          # ...which belong at this file offset
+        self._appending = False                 # whether append() fills the stage
         self.direct_bytes = 0
         self.buffered_bytes = 0
 
@@ -121,17 +122,38 @@ class DirectWriter:
             end = (offset + len(view)) // ALIGN * ALIGN
             if end > start:
                 self._buffered(view[:start - offset], offset)
-                for at in range(start, end, STAGE):
-                    n = min(STAGE, end - at)
-                    stage = self._next_stage()
-                    stage[:n] = view[at - offset:at - offset + n]
-                    self._submit(stage, n, at)
+                at = start
+                while at < end:
+                    at += self._stage_at(view[at - offset:end - offset], at)
                 view, offset = view[end - offset:], end
         self._buffered(view, offset)
+
+    def _stage_at(self, view: memoryview, offset: int) -> int:
+        """Stage the start of ``view`` (aligned) for ``offset``; return how much was taken.
+
+        Writes that continue the staged one join it, so a run of small
+        contiguous writes leaves as one large direct write.
+        """
+        if self._stage is not None and self._base + self._fill != offset:
+            self._submit_staged()
+        if self._stage is None:
+            self._stage, self._fill, self._base = self._next_stage(), 0, offset
+        n = min(len(view), STAGE - self._fill)
+        self._stage[self._fill:self._fill + n] = view[:n]
+        self._fill += n
+        if self._fill == STAGE:
+            self._submit_staged()
+        return n
+
+    def _submit_staged(self) -> None:
+        assert self._stage is not None
+        self._submit(self._stage, self._fill, self._base)
+        self._stage, self._fill, self._base = None, 0, self._base + self._fill
 
     # -- streaming ---------------------------------------------------------------
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` after what was appended before."""
+        self._appending = True
         view = memoryview(data).cast("B")
         if self._direct is None:
             self._buffered(view, self._base)
@@ -213,7 +235,12 @@ class DirectWriter:
 
     # -- end -----------------------------------------------------------------------
     def settle(self) -> None:
-        """Wait for every write started (raising the first failure), before ``fsync``."""
+        """Write what is staged, wait for every write (raising the first failure).
+
+        Call it before ``fsync``; after :meth:`append`, call :meth:`finish_append` first.
+        """
+        if self._stage is not None and not self._appending:
+            self._submit_staged()
         while self._in_flight:
             self._reap()
         self._writeback.settle()

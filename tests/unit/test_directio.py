@@ -82,7 +82,7 @@ def test_append_streams_whole_stages_and_a_buffered_tail(tmp_path):
     try:
         writer = DirectWriter(fd)
         rng = random.Random(3)
-        parts = [rng.randbytes(rng.randrange(1, 300_000)) for _ in range(20)]
+        parts = [rng.randbytes(rng.randrange(1, 1_000_000)) for _ in range(20)]
         for part in parts:
             writer.append(part)
         writer.finish_append()
@@ -131,6 +131,31 @@ def test_short_files_and_empty_appends(tmp_path):
         os.close(fd)
     assert _content(path) == b"metadata"
     assert writer.direct_bytes == 0
+
+
+def test_contiguous_writes_leave_as_one_direct_write(target, monkeypatch):
+    path, fd = target
+    writer = DirectWriter(fd)
+    if not writer.is_direct:
+        pytest.skip("this file system refuses O_DIRECT")
+    sizes = []
+    real = os.pwrite
+
+    def pwrite(fd_, data, offset):
+        if fd_ == writer._direct:
+            sizes.append(len(data))
+        return real(fd_, data, offset)
+
+    monkeypatch.setattr(directio.os, "pwrite", pwrite)     # counts, writes for real
+    data = random.Random(7).randbytes(STAGE + 3 * ALIGN)
+    for at in range(0, len(data), 8 * ALIGN):               # 32 KiB writes, in order
+        writer.pwrite(data[at:at + 8 * ALIGN], at)
+    writer.pwrite(data[:ALIGN], 5 * STAGE)                  # not contiguous: a write of its own
+    writer.settle()
+    writer.close()
+    assert sizes == [STAGE, 3 * ALIGN, ALIGN]
+    content = _content(path)
+    assert content[:len(data)] == data and content[5 * STAGE:5 * STAGE + ALIGN] == data[:ALIGN]
 
 
 def test_without_direct_everything_goes_through_the_page_cache(target):
