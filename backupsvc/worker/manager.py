@@ -35,7 +35,8 @@ class StatusWatch:
 
     def __init__(self, ctx, backup_id: str, expected: str):
         self.ctx, self.backup_id, self.expected = ctx, backup_id, expected
-        self._last_check = 0.0
+        # The job has just read the row: the first look is due a poll later.
+        self._last_check = time.monotonic()
         self._cancelled = False
 
     def __call__(self) -> bool:
