@@ -36,6 +36,7 @@ from backupsvc import writeback
 
 ALIGN = 4096                # offsets, lengths and buffers of direct writes (any sector size)
 STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this long
+DIRECT_MIN = 256 * 1024     # a streamed file smaller than this goes through the page cache
 IN_FLIGHT = 4               # direct writes one writer keeps queued or running
 IO_THREADS = 4              # threads issuing direct writes, for every writer of the process
 _POOL_KEEP = 8              # idle staging buffers kept for reuse
@@ -86,8 +87,8 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 class DirectWriter:
     """Writes to one open file: aligned parts with O_DIRECT, the rest buffered.
 
-    :meth:`pwrite` writes at given offsets; :meth:`append` and
-    :meth:`finish_append` stream a file from offset 0. Direct writes run in
+    :meth:`pwrite` writes at given offsets; :meth:`append` streams a file
+    from offset 0 (use one or the other on a writer). Direct writes run in
     background threads, :data:`IN_FLIGHT` at a time per writer, so the device
     works while the caller prepares the next data; a failed one is raised by
     a later call. Call :meth:`settle` before the caller's closing ``fsync``
@@ -97,7 +98,8 @@ class DirectWriter:
 
     def __init__(self, fd: int, direct: bool = True) -> None:
         self.fd = fd
-        self._direct = _open_direct(fd) if direct else None
+        self._direct_fd = _open_direct(fd) if direct else None
+        self._direct = self._direct_fd         # None once direct writes are given up
         self._writeback = writeback.Tracker(fd)
         self._lock = threading.Lock()           # the counters, from the I/O threads
         self._free: list[mmap.mmap] = []
@@ -155,7 +157,7 @@ class DirectWriter:
         """Write ``data`` after what was appended before."""
         self._appending = True
         view = memoryview(data).cast("B")
-        if self._direct is None:
+        if self._direct is None and self._stage is None:    # (once staging, stay staging)
             self._buffered(view, self._base)
             self._base += len(view)
             return
@@ -173,15 +175,16 @@ class DirectWriter:
     def finish_append(self) -> None:
         """Write what :meth:`append` still holds: its aligned part direct, the tail buffered.
 
-        A file that did not fill one stage is written through the page cache.
+        A file smaller than :data:`DIRECT_MIN` is written through the page cache.
         """
         stage, fill = self._stage, self._fill
         if stage is None:
             return
         self._stage, self._fill = None, 0
-        # A file smaller than one stage goes through the page cache whole: for
-        # a few pages, waiting for a direct write before the fsync costs more.
-        aligned = fill // ALIGN * ALIGN if self._base else 0
+        # A small file goes through the page cache whole: for a few pages,
+        # waiting for a direct write before the fsync costs more.
+        small = not self._base and fill < DIRECT_MIN
+        aligned = 0 if small else fill // ALIGN * ALIGN
         if fill > aligned:
             with memoryview(stage) as whole:
                 self._buffered(whole[aligned:fill], self._base + aligned)
@@ -215,7 +218,8 @@ class DirectWriter:
                     if exc.errno != errno.EINVAL:
                         raise
                     # The device wants a larger alignment: use the page cache
-                    # (the final fsync covers these writes too).
+                    # (the final fsync covers these writes too). The descriptor
+                    # stays open until close(): other writes may be using it.
                     self._direct = None
             _pwrite_all(self.fd, view, offset)
             with self._lock:
@@ -237,9 +241,11 @@ class DirectWriter:
     def settle(self) -> None:
         """Write what is staged, wait for every write (raising the first failure).
 
-        Call it before ``fsync``; after :meth:`append`, call :meth:`finish_append` first.
+        Call it before ``fsync``.
         """
-        if self._stage is not None and not self._appending:
+        if self._appending:
+            self.finish_append()
+        elif self._stage is not None:
             self._submit_staged()
         while self._in_flight:
             self._reap()
@@ -256,7 +262,7 @@ class DirectWriter:
             except Exception:
                 pass
         self._writeback.close()
-        direct, self._direct = self._direct, None
+        direct, self._direct_fd, self._direct = self._direct_fd, None, None
         if direct is not None:
             os.close(direct)
         if self._stage is not None:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import ne
 from typing import Any
 
@@ -156,39 +157,63 @@ class BackupRun:
         if piece.buf is None:
             self._plan_hole(work, shas)
             return
+        self.sha256s.extend(shas)
         view = memoryview(piece.buf)
         bs, chunk = self.bs, self.params.chunk_size
-        first = piece.offset // bs
-        full_zero = zero_sha(bs)
-        parent = self.parent
-        self.sha256s.extend(shas)
+        # Objects are the runs of kept blocks, cut at chunk boundaries; only the
+        # kept blocks are visited (an incremental keeps a few in a thousand).
         seg_start = 0 if self.current is not None else None
-        for i, sha in enumerate(shas):
-            idx = first + i
+        prev = -1           # the last kept block seen
+        for i in self._kept_blocks(piece.offset // bs, shas):
             off = piece.offset + i * bs
-            changed = parent is None or idx >= len(parent) or parent[idx] != sha
-            keep = changed
-            if changed:
-                self.result.changed_blocks += 1
-                if self.params.skip_zero_blocks:
-                    length = min(bs, self.size - off)
-                    if sha == (full_zero if length == bs else zero_sha(length)):
-                        keep = False
-                        self.result.zero_blocks += 1
-            if self.current is not None and (not keep or off % chunk == 0):
-                if seg_start is not None and seg_start < i:
-                    self._segment(work, view, seg_start, i, final=True)
-                work.actions.append(self.current)
-                self.current, seg_start = None, None
-            if keep and self.current is None:
+            if self.current is not None and (i != prev + 1 or off % chunk == 0):
+                self._close_current(work, view, seg_start, prev + 1)
+                seg_start = None
+            if self.current is None:
                 self.current, seg_start = self.output.new(off), i
-        if self.current is not None and seg_start is not None:
-            end = piece.end
-            final = end == self.size or end % chunk == 0
-            self._segment(work, view, seg_start, len(shas), final)
-            if final:
-                work.actions.append(self.current)
-                self.current = None
+            prev = i
+        if self.current is None or seg_start is None:
+            return
+        if prev + 1 < len(shas):        # the run ended inside this piece
+            self._close_current(work, view, seg_start, prev + 1)
+            return
+        end = piece.end
+        final = end == self.size or end % chunk == 0
+        self._segment(work, view, seg_start, len(shas), final)
+        if final:
+            work.actions.append(self.current)
+            self.current = None
+
+    def _kept_blocks(self, first: int, shas: list[str]) -> list[int]:
+        """Indices (in the piece) of the blocks to store: changed since the parent and,
+        when zero blocks are skipped, not all zeros. Counts changed and zero blocks."""
+        parent = self.parent
+        if parent is None:
+            changed: list[int] = list(range(len(shas)))
+        else:
+            common = parent[first:first + len(shas)]
+            changed = list(compress(range(len(common)), map(ne, common, shas)))
+            changed += range(len(common), len(shas))    # beyond a smaller parent
+        self.result.changed_blocks += len(changed)
+        if not self.params.skip_zero_blocks:
+            return changed
+        full_zero = zero_sha(self.bs)
+        last = len(shas) - 1
+        short = (first + last) * self.bs + self.bs > self.size    # a short last block
+        kept = [i for i in changed if shas[i] != full_zero]
+        if short and kept and kept[-1] == last and \
+                shas[last] == zero_sha(self.size - (first + last) * self.bs):
+            kept.pop()
+        self.result.zero_blocks += len(changed) - len(kept)
+        return kept
+
+    def _close_current(self, work: _Work, view: memoryview, seg_start: int | None,
+                       end: int) -> None:
+        """End the open object after block ``end - 1`` of this piece."""
+        if seg_start is not None and seg_start < end:
+            self._segment(work, view, seg_start, end, final=True)
+        work.actions.append(self.current)
+        self.current = None
 
     def _plan_hole(self, work: _Work, shas: list[str]) -> None:
         """A piece wholly in a hole whose zero blocks are not stored: it ends the object."""

@@ -50,7 +50,6 @@ class _FileWriter:
 
     def settle(self) -> None:
         """Write what is still staged and wait for it (before the closing fsync)."""
-        self._out.finish_append()
         self._out.settle()
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import random
 import pytest
 
 from backupsvc import directio
-from backupsvc.directio import ALIGN, STAGE, DirectWriter
+from backupsvc.directio import ALIGN, DIRECT_MIN, STAGE, DirectWriter
 
 
 def _open(path, size):
@@ -85,8 +85,7 @@ def test_append_streams_whole_stages_and_a_buffered_tail(tmp_path):
         parts = [rng.randbytes(rng.randrange(1, 1_000_000)) for _ in range(20)]
         for part in parts:
             writer.append(part)
-        writer.finish_append()
-        writer.settle()
+        writer.settle()                 # writes what is still staged
         os.fsync(fd)
         writer.close()
     finally:
@@ -99,10 +98,10 @@ def test_append_streams_whole_stages_and_a_buffered_tail(tmp_path):
         assert writer.buffered_bytes == total % ALIGN
 
 
-def test_a_file_smaller_than_a_stage_goes_through_the_page_cache(tmp_path):
+def test_a_small_file_goes_through_the_page_cache(tmp_path):
     path = str(tmp_path / "object")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    data = random.Random(6).randbytes(STAGE - 1)
+    data = random.Random(6).randbytes(DIRECT_MIN - 1)
     try:
         writer = DirectWriter(fd)
         writer.append(data[:5000])
@@ -114,6 +113,22 @@ def test_a_file_smaller_than_a_stage_goes_through_the_page_cache(tmp_path):
         os.close(fd)
     assert _content(path) == data
     assert writer.direct_bytes == 0 and writer.buffered_bytes == len(data)
+
+
+def test_a_file_of_less_than_a_stage_still_goes_direct(tmp_path):
+    path = str(tmp_path / "object")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    data = random.Random(9).randbytes(DIRECT_MIN + 5)
+    try:
+        writer = DirectWriter(fd)
+        writer.append(data)
+        writer.settle()
+        writer.close()
+    finally:
+        os.close(fd)
+    assert _content(path) == data
+    if writer.is_direct:
+        assert writer.direct_bytes == DIRECT_MIN and writer.buffered_bytes == 5
 
 
 def test_short_files_and_empty_appends(tmp_path):
@@ -196,8 +211,31 @@ def test_a_device_refusing_the_alignment_falls_back_to_the_page_cache(target, mo
     writer.settle()
     assert not writer.is_direct
     assert writer.direct_bytes == 0 and writer.buffered_bytes == len(data)
+    direct_fd = writer._direct_fd
     writer.close()
+    with pytest.raises(OSError):
+        os.fstat(direct_fd)              # closed, though direct writes were given up
     assert _content(path)[:len(data)] == data
+
+
+def test_a_stream_goes_on_in_order_after_direct_writes_are_given_up(tmp_path, monkeypatch):
+    path = str(tmp_path / "object")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = DirectWriter(fd)
+        if not writer.is_direct:
+            pytest.skip("this file system refuses O_DIRECT")
+        _failing_direct_pwrite(monkeypatch, writer, errno.EINVAL)
+        rng = random.Random(8)
+        parts = [rng.randbytes(rng.randrange(1, 2 * STAGE)) for _ in range(8)]
+        for part in parts:
+            writer.append(part)
+        writer.settle()
+        writer.close()
+    finally:
+        os.close(fd)
+    assert not writer.is_direct and writer.direct_bytes == 0
+    assert _content(path) == b"".join(parts)
 
 
 def test_a_failed_direct_write_is_raised_by_settle_and_close_releases(target, monkeypatch):
