@@ -191,6 +191,23 @@ def test_force_delete_cancels_a_running_backup(env):
     assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
 
 
+def test_the_cancellation_watch_polls_its_row_once_per_interval(env, monkeypatch):
+    ctx, _mgr, _tmp = env
+    vol = volumes.create_volume(ctx, 1)
+    backup = backups.create(ctx, vol.id)
+    reads = []
+    real_get = db.backup_get
+    monkeypatch.setattr(worker_manager.db, "backup_get",
+                        lambda *a, **kw: reads.append(a[1]) or real_get(*a, **kw))
+    watch = worker_manager.StatusWatch(ctx.elevated(), backup.id, B.CREATING)
+    assert watch() is False and reads == []         # the job has just read the row
+    backups.delete(ctx.elevated(), backup.id, force=True)
+    assert watch() is False and reads == []         # not yet due
+    monkeypatch.setattr(worker_manager, "CANCEL_POLL_SECONDS", 0.0)
+    assert watch() is True and reads == [backup.id]
+    assert watch() is True and reads == [backup.id]  # cancelled stays cancelled, unread
+
+
 def test_restart_recovery_moves_stuck_rows(env):
     ctx, mgr, tmp = env
     vol = volumes.create_volume(ctx, 1)
