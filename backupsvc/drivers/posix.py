@@ -43,7 +43,7 @@ class _FileWriter:
         self.bytes_written = 0
 
     def write(self, data: bytes | memoryview) -> int:
-        total = len(memoryview(data).cast("B"))
+        total = memoryview(data).nbytes
         self._out.append(data)
         self.bytes_written += total
         return total
