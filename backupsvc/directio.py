@@ -1,4 +1,4 @@
-"""Writing files with O_DIRECT from page-aligned staging buffers.
+"""Writing and reading files with O_DIRECT through page-aligned staging buffers.
 
 Restores write whole volumes and backups write whole objects that nobody
 reads back soon. Written through the page cache, every byte is first copied
@@ -20,6 +20,15 @@ file's metadata and the device's cache whichever descriptor wrote the data.
 
 Callers must not write the same page twice through different paths; restores
 write each volume byte at most once and objects are written once, in order.
+
+Reading is the same story the other way round: a restore reads each object
+once, usually long after it was written, and reading it through the page
+cache makes the kernel allocate (first-touch) a page for every byte, which
+costs more CPU than decoding it. A :class:`DirectReader` streams a file of at
+least :data:`DIRECT_MIN` bytes with ``O_DIRECT`` into reused staging buffers,
+the next buffer read by an I/O thread while the caller consumes the current
+one, unless the page cache already holds the file (its first page, asked
+with ``RWF_NOWAIT``): copying from there is cheaper than the disk.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this l
 DIRECT_MIN = 256 * 1024     # a streamed file smaller than this goes through the page cache
 IN_FLIGHT = 4               # direct writes one writer keeps queued or running
 IO_THREADS = 4              # threads issuing direct writes, for every writer of the process
-_POOL_KEEP = 8              # idle staging buffers kept for reuse
+READ_THREADS = 2            # threads issuing direct reads, for every reader of the process
+READ_AHEAD = 1              # buffers one reader has read (or is reading) ahead of the caller
+_POOL_KEEP = 12             # idle staging buffers kept for reuse
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()
 
@@ -65,13 +76,18 @@ def _io_threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(IO_THREADS, thread_name_prefix="direct-io")
 
 
-def _open_direct(fd: int) -> int | None:
+@functools.cache
+def _read_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(READ_THREADS, thread_name_prefix="direct-read")
+
+
+def _open_direct(fd: int, mode: int = os.O_WRONLY) -> int | None:
     """A second, O_DIRECT descriptor of the file behind ``fd``; None if refused."""
     flag = getattr(os, "O_DIRECT", 0)
     if not flag:
         return None
     try:
-        return os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | flag | os.O_CLOEXEC)
+        return os.open("/proc/self/fd/%d" % fd, mode | flag | os.O_CLOEXEC)
     except OSError:
         return None         # no /proc, or a file system without O_DIRECT
 
@@ -271,3 +287,141 @@ class DirectWriter:
         for stage in self._free:
             _give_stage(stage)
         self._free.clear()
+
+
+def _first_page_cached(fd: int) -> bool:
+    """Whether the page cache holds the file's first page (then, likely, all of it)."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None:
+        return False
+    try:
+        return os.preadv(fd, [bytearray(ALIGN)], 0, nowait) > 0
+    except OSError:
+        return False        # EAGAIN: not cached; or RWF_NOWAIT is not supported here
+
+
+class DirectReader:
+    """Reads one file from its start to its end with O_DIRECT (:meth:`read`, like a file).
+
+    Build it with :meth:`open`, which says None where direct reads do not
+    apply (a small file, a file system that refuses them). The caller's
+    descriptor stays open and is used if the device later refuses a direct
+    read (EINVAL: an alignment larger than a page). Call :meth:`close` when
+    done (it does not close the caller's descriptor).
+    """
+
+    def __init__(self, fd: int, direct_fd: int, size: int) -> None:
+        self.fd = fd
+        self._direct: int | None = direct_fd
+        self._direct_fd = direct_fd
+        self._size = size
+        self._ahead: deque[Future[tuple[mmap.mmap, int]]] = deque()
+        self._next = 0                  # file offset of the next buffer to request
+        self._stage: mmap.mmap | None = None    # being consumed...
+        self._at = 0                            # ...from here...
+        self._end = 0                           # ...up to here
+        self._eof = False
+        self._lock = threading.Lock()   # the counters, from the read threads
+        self.direct_bytes = 0           # read with O_DIRECT
+        self.buffered_bytes = 0         # read through the page cache (O_DIRECT refused)
+        for _ in range(READ_AHEAD + 1):
+            self._request()
+
+    @classmethod
+    def open(cls, fd: int) -> DirectReader | None:
+        """A reader for ``fd`` (at offset 0), or None: read it through the page cache."""
+        size = os.fstat(fd).st_size
+        if size < DIRECT_MIN or _first_page_cached(fd):
+            return None     # a few pages, or a file read (or written) through the cache lately
+        direct = _open_direct(fd, os.O_RDONLY)
+        return None if direct is None else cls(fd, direct, size)
+
+    def _request(self) -> None:
+        if self._next < self._size:
+            self._ahead.append(_read_threads().submit(self._fill, _take_stage(), self._next))
+            self._next += STAGE
+
+    def _fill(self, stage: mmap.mmap, offset: int) -> tuple[mmap.mmap, int]:
+        """Read thread: fill ``stage`` from ``offset``; returns it and the bytes it holds."""
+        try:
+            with memoryview(stage) as view:
+                got = 0
+                while got < STAGE:
+                    n = self._read_some(view[got:], offset + got)
+                    if n <= 0:
+                        break           # the end of the file
+                    got += n
+                    if n % ALIGN:
+                        break           # a direct read ends short only at the end
+        except BaseException:
+            _give_stage(stage)
+            raise
+        return stage, got
+
+    def _read_some(self, view: memoryview, offset: int) -> int:
+        direct = self._direct
+        if direct is not None:
+            try:
+                n = os.preadv(direct, [view], offset)
+                with self._lock:
+                    self.direct_bytes += n
+                return n
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._direct = None     # the device wants a larger alignment
+        n = os.preadv(self.fd, [view], offset)
+        with self._lock:
+            self.buffered_bytes += n
+        return n
+
+    def _advance(self) -> bool:
+        """Move to the next buffer; False at the end of the file."""
+        if self._stage is not None:
+            _give_stage(self._stage)
+            self._stage = None
+        if not self._ahead or self._eof:
+            return False
+        stage, got = self._ahead.popleft().result()
+        self._stage, self._at, self._end = stage, 0, got
+        if got < STAGE:
+            self._eof = True            # whatever else was requested lies past the end
+        else:
+            self._request()
+        return got > 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
+        parts: list[bytes] = []
+        want = size if size >= 0 else None
+        while want is None or want > 0:
+            if self._at >= self._end and not self._advance():
+                break
+            assert self._stage is not None
+            n = self._end - self._at if want is None else min(want, self._end - self._at)
+            parts.append(self._stage[self._at:self._at + n])
+            self._at += n
+            if want is not None:
+                want -= n
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        """Release the buffers and the second descriptor (the caller's stays open)."""
+        while self._ahead:
+            try:
+                stage, _ = self._ahead.popleft().result()
+                _give_stage(stage)
+            except Exception:
+                pass
+        if self._stage is not None:
+            _give_stage(self._stage)
+            self._stage = None
+        direct, self._direct_fd, self._direct = self._direct_fd, None, None
+        if direct is not None:
+            os.close(direct)
+
+    def __enter__(self) -> DirectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

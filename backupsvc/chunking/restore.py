@@ -2,7 +2,10 @@
 
 The extent plan says which object provides each byte; every needed object is
 then read once, in order of the first volume offset it provides, and each
-volume byte is written at most once. Producer threads, a few objects ahead
+volume byte is written at most once. An object whose data sits inside
+another's (an incremental's changed block inside an older object) is written
+when the writer reaches it, so the writes stay in volume order and large
+(:meth:`RestoreRun._splice`). Producer threads, a few objects ahead
 of the main thread, read objects (1.0.0: they also decompress them and check
 their md5; 2.0.0: each frame is decoded and hashed by a checker thread, so
 one big object uses every core and checks the frame's CRC-32, and the main
@@ -34,7 +37,7 @@ from backupsvc.chunking import frames, manifest
 from backupsvc.chunking.blocks import is_zero, zero_sha
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
-from backupsvc.chunking.extents import Source, plan_extents, zero_runs
+from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
 from backupsvc.chunking.params import (
     EngineParams,
     Layer,
@@ -92,6 +95,10 @@ class _ObjectJob:
     # Pieces (1.0.0) or frames being decoded (2.0.0) waiting for the writer.
     queue: queue.Queue[object] = field(
         default_factory=lambda: queue.Queue(maxsize=QUEUED_PER_OBJECT))
+    # Objects written in the middle of this one, each where its data starts:
+    # (offset, job), in offset order (see RestoreRun._splice).
+    spliced: deque[tuple[int, _ObjectJob]] = field(default_factory=deque)
+    host: _ObjectJob | None = None      # the job this one is spliced into
 
     def needs(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.ranges)
@@ -182,6 +189,8 @@ class RestoreRun:
                 job = jobs[id(ext.source.entry)] = _ObjectJob(ext.source, [])
                 work.append(job)
             job.ranges.append((ext.start, ext.end))
+        if self.params.workers >= 2:
+            self._splice(extents, jobs)
         self._execute(work)
         self.writer.flush()
         return self.result
@@ -198,35 +207,80 @@ class RestoreRun:
                     "block %d (offset %d) is in no object of the chain, but %s records "
                     "non-zero data for it" % (idx, idx * self.bs, self.newest.label))
 
+    def _splice(self, extents: list[Extent], jobs: dict[int, _ObjectJob]) -> None:
+        """Let objects be written where they sit inside the data of another.
+
+        An incremental's objects are mostly single changed blocks inside the
+        range of an older, larger object. Written object after object, the
+        large one's data would reach the disk in pieces cut at every such
+        block, and each small object as a write of its own. Instead, an object
+        whose data starts where another's pauses (it goes on later) is spliced
+        into that one, or into the object that one is spliced into: there is
+        one level of hosts. The host's writer stops there, writes the spliced
+        object, and goes on, so the writes stay in volume order and large.
+
+        The readers take objects in the order they are written: a host, then
+        its spliced objects. The host's reader may wait for the writer (its
+        queue full) while the writer waits for a spliced object; with two or
+        more readers, the others read the spliced objects one after the other,
+        each consumed in turn, so this never deadlocks. One reader would.
+        """
+        prev: _ObjectJob | None = None
+        for ext in extents:
+            job = None if ext.source is None else jobs[id(ext.source.entry)]
+            if (job is not None and prev is not None and job is not prev
+                    and job.host is None and not job.spliced
+                    and job.ranges[0][0] == ext.start):
+                host = prev.host or prev
+                if host.ranges[-1][0] > ext.start:      # the host goes on after it
+                    job.host = host
+                    host.spliced.append((ext.start, job))
+            prev = job
+
     # -- execution ---------------------------------------------------------------
     def _execute(self, work: list[tuple[int, int] | _ObjectJob]) -> None:
         pool = ThreadPoolExecutor(self.params.workers, thread_name_prefix="restore")
         self.checkers = ThreadPoolExecutor(self.params.workers,
                                            thread_name_prefix="restore-check")
-        ahead: deque[_ObjectJob] = deque()
-        upcoming: Iterator[_ObjectJob] = (w for w in work if isinstance(w, _ObjectJob))
+        self._pool = pool
+        self._ahead: deque[_ObjectJob] = deque()
+        # Objects are read in the order they are written: a host, then the
+        # objects spliced into it.
+        order = [j for w in work if isinstance(w, _ObjectJob) and w.host is None
+                 for j in (w, *(spliced for _, spliced in w.spliced))]
+        self._upcoming: Iterator[_ObjectJob] = iter(order)
         try:
             for item in work:
                 self._check_cancelled()
                 if isinstance(item, tuple):
                     self._zeros(*item)
-                    continue
-                # Keep every producer busy, with objects queued for the first ones
-                # to finish, so that decoding goes on while the writer waits for the
-                # disk (memory stays bounded by the jobs' queues).
-                while len(ahead) <= self.params.workers + EXTRA_OBJECTS_AHEAD:
-                    nxt = next(upcoming, None)
-                    if nxt is None:
-                        break
-                    pool.submit(self._produce, nxt)
-                    self.result.objects_read += 1
-                    ahead.append(nxt)
-                assert ahead[0] is item
-                self._consume(ahead.popleft())
+                elif item.host is None:
+                    self._consume(self._take(item))
         finally:
             self.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             self.checkers.shutdown(wait=True, cancel_futures=True)
+
+    def _take(self, job: _ObjectJob) -> _ObjectJob:
+        """``job``, the next to write, with the readers kept busy on those after it."""
+        # Keep every producer busy, with objects queued for the first ones
+        # to finish, so that decoding goes on while the writer waits for the
+        # disk (memory stays bounded by the jobs' queues).
+        ahead = self._ahead
+        while len(ahead) <= self.params.workers + EXTRA_OBJECTS_AHEAD:
+            nxt = next(self._upcoming, None)
+            if nxt is None:
+                break
+            self._pool.submit(self._produce, nxt)
+            self.result.objects_read += 1
+            ahead.append(nxt)
+        assert ahead[0] is job
+        return ahead.popleft()
+
+    def _write_spliced(self, job: _ObjectJob, before: int) -> None:
+        """Write the objects spliced into ``job`` that start before offset ``before``."""
+        while job.spliced and job.spliced[0][0] < before:
+            self._consume(self._take(job.spliced.popleft()[1]))
 
     def _label(self, source: Source) -> str:
         return "object %s of %s" % (source.entry.name, self.layers[source.layer].label)
@@ -371,6 +425,7 @@ class RestoreRun:
                 if frames_sha is not None and frames_sha.hexdigest() != entry.frames_sha256:
                     raise IntegrityError("%s fails its frames_sha256 check"
                                          % self._label(job.source))
+                self._write_spliced(job, self.size + 1)
                 return
             if isinstance(msg, BaseException):
                 raise msg
@@ -385,6 +440,8 @@ class RestoreRun:
                 runs = check.result() if isinstance(check, Future) else check
             view = memoryview(data)
             for a, b, skip in runs:
+                if job.spliced:
+                    self._write_spliced(job, a)
                 if skip:
                     self.result.zero_bytes += b - a
                 else:

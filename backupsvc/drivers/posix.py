@@ -13,10 +13,15 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from backupsvc import directio
-from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound
+from backupsvc.drivers.base import (
+    ContainerNotFound,
+    InvalidName,
+    ObjectNotFound,
+    ObjectReader,
+)
 
 DIR_MODE = 0o770
 FILE_MODE = 0o660
@@ -137,7 +142,7 @@ class PosixStore:
         _fsync_dir(directory)
 
     @contextmanager
-    def open_reader(self, container: str, name: str) -> Iterator[BinaryIO]:
+    def open_reader(self, container: str, name: str) -> Iterator[ObjectReader]:
         path = self._object_path(container, name)
         try:
             f = open(path, "rb")  # closed by the with below
@@ -145,7 +150,13 @@ class PosixStore:
             raise ObjectNotFound("object %s not found in container %s"
                                  % (name, container)) from None
         with f:
-            yield f
+            # Objects of some size are read with O_DIRECT, as they were written.
+            direct = directio.DirectReader.open(f.fileno())
+            if direct is None:
+                yield f
+                return
+            with direct:
+                yield direct
 
     def put(self, container: str, name: str, data: bytes) -> None:
         with self.open_writer(container, name) as w:

@@ -8,6 +8,7 @@ O_DIRECT descriptor only, and say so.
 """
 
 import errno
+import fcntl
 import os
 import random
 
@@ -254,3 +255,103 @@ def test_a_failed_direct_write_is_raised_by_settle_and_close_releases(target, mo
     with pytest.raises(OSError):
         os.fstat(direct_fd)              # the second descriptor is closed
     os.fstat(fd)
+
+
+# -- DirectReader ------------------------------------------------------------------
+
+def _uncached_file(path, data):
+    """``data`` on disk, its pages dropped from the page cache (clean pages go)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _read_in_pieces(reader, rng):
+    parts = []
+    while piece := reader.read(rng.choice([1, 7, 4096, 100_000, STAGE - 3, 2 * STAGE])):
+        parts.append(piece)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("size", [DIRECT_MIN, 2 * STAGE, 2 * STAGE + 12345])
+def test_reader_streams_an_uncached_file_direct(tmp_path, size):
+    data = random.Random(size).randbytes(size)
+    path = str(tmp_path / "object")
+    _uncached_file(path, data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = directio.DirectReader.open(fd)
+        if reader is None:
+            pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+        with reader:
+            assert _read_in_pieces(reader, random.Random(1)) == data
+            assert reader.read(10) == b"" and reader.read() == b""
+            assert reader.direct_bytes == size and reader.buffered_bytes == 0
+        os.fstat(fd)                    # the caller's descriptor is still open
+    finally:
+        os.close(fd)
+
+
+def test_reader_read_all_and_small_or_cached_files(tmp_path):
+    data = random.Random(3).randbytes(STAGE + 5)
+    path = str(tmp_path / "object")
+    _uncached_file(path, data)
+    with open(path, "rb") as f:
+        reader = directio.DirectReader.open(f.fileno())
+        if reader is None:
+            pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+        with reader:
+            assert reader.read() == data
+    # Just read through the page cache: cached now, so it is read from there.
+    with open(path, "rb") as f:
+        assert f.read() == data
+        assert directio.DirectReader.open(f.fileno()) is None
+    small = str(tmp_path / "small")
+    _uncached_file(small, data[:DIRECT_MIN - 1])
+    with open(small, "rb") as f:
+        assert directio.DirectReader.open(f.fileno()) is None
+
+
+def _failing_direct_preadv(monkeypatch, err):
+    """Stands in for a device that refuses (EINVAL) or fails (EIO) direct reads,
+    which this machine's disk cannot be made to do; other reads are real."""
+    real = os.preadv
+
+    def preadv(fd, buffers, offset, *flags):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(err, os.strerror(err))
+        return real(fd, buffers, offset, *flags)
+    monkeypatch.setattr(directio.os, "preadv", preadv)
+
+
+def test_reader_falls_back_to_the_page_cache_when_direct_reads_are_refused(
+        tmp_path, monkeypatch):
+    data = random.Random(4).randbytes(2 * STAGE + 100)
+    path = str(tmp_path / "object")
+    _uncached_file(path, data)
+    _failing_direct_preadv(monkeypatch, errno.EINVAL)
+    with open(path, "rb") as f:
+        reader = directio.DirectReader.open(f.fileno())
+        if reader is None:
+            pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+        with reader:
+            assert _read_in_pieces(reader, random.Random(2)) == data
+            assert reader.buffered_bytes == len(data) and reader.direct_bytes == 0
+
+
+def test_reader_raises_a_failed_read_and_close_releases(tmp_path, monkeypatch):
+    path = str(tmp_path / "object")
+    _uncached_file(path, random.Random(5).randbytes(STAGE))
+    _failing_direct_preadv(monkeypatch, errno.EIO)
+    before = len(os.listdir("/proc/self/fd"))
+    with open(path, "rb") as f:
+        reader = directio.DirectReader.open(f.fileno())
+        if reader is None:
+            pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+        with pytest.raises(OSError) as info:
+            reader.read(100)
+        assert info.value.errno == errno.EIO
+        reader.close()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -141,7 +141,8 @@ class Chain:
                 f.truncate(size)
             else:
                 f.write(random.Random(junk_seed).randbytes(size))
-        target = target_cls(path, size) if target_cls is SinglePassTarget else target_cls(path)
+        target = (target_cls(path, size) if issubclass(target_cls, SinglePassTarget)
+                  else target_cls(path))
         try:
             result = run_restore(self.layers[:idx + 1], target, size, self.params,
                                  target_is_zeroed=zeroed, store=self.store, **kwargs)

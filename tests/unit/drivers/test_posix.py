@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from backupsvc import directio
 from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound, ObjectStore
 from backupsvc.drivers.posix import PosixStore
 
@@ -126,3 +127,25 @@ def test_from_conf(tmp_path):
 
     store = PosixStore.from_conf(Conf())
     assert store.base_path == str(tmp_path) and store.create_containers is False
+
+
+def test_large_uncached_objects_are_read_direct(store):
+    """Objects of DIRECT_MIN bytes or more that the page cache does not hold are
+    streamed with O_DIRECT; small ones and cached ones through the page cache."""
+    data = os.urandom(3 * directio.STAGE + 1000)
+    store.ensure_container("c")
+    store.put("c", "big", data)
+    path = os.path.join(store.base_path, "c", "big")
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    with store.open_reader("c", "big") as r:
+        direct = isinstance(r, directio.DirectReader)
+        assert r.read(5) == data[:5]
+        assert r.read() == data[5:]
+    if not direct:
+        pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+    store.put("c", "small", data[:1000])
+    with store.open_reader("c", "small") as r:
+        assert not isinstance(r, directio.DirectReader)
+        assert r.read() == data[:1000]
