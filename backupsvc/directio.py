@@ -27,12 +27,14 @@ cache makes the kernel allocate (first-touch) a page for every byte, which
 costs more CPU than decoding it. A :class:`DirectReader` streams a file of at
 least :data:`DIRECT_MIN` bytes with ``O_DIRECT`` into reused staging buffers,
 the next buffer read by an I/O thread while the caller consumes the current
-one, unless the page cache already holds the file (its first page, asked
-with ``RWF_NOWAIT``): copying from there is cheaper than the disk.
+one, unless the page cache already holds most of the file (asked with
+mincore(), which reads nothing): copying from there is cheaper than the disk.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import functools
 import mmap
@@ -289,15 +291,47 @@ class DirectWriter:
         self._free.clear()
 
 
-def _first_page_cached(fd: int) -> bool:
-    """Whether the page cache holds the file's first page (then, likely, all of it)."""
-    nowait = getattr(os, "RWF_NOWAIT", None)
-    if nowait is None:
-        return False
+_RESIDENT = bytes(b & 1 for b in range(256))    # mincore(): the low bit of each byte
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """libc with mmap, mincore and munmap typed; None where there is none."""
     try:
-        return os.preadv(fd, [bytearray(ALIGN)], 0, nowait) > 0
-    except OSError:
-        return False        # EAGAIN: not cached; or RWF_NOWAIT is not supported here
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
+def cached_fraction(fd: int, size: int) -> float:
+    """How much of the file's first ``size`` bytes the page cache holds, 0.0 to 1.0.
+
+    Asked with mincore() on a mapping that is never touched, because it must
+    not change the answer: a read with ``RWF_NOWAIT`` that misses still starts
+    readahead, and the next look at the same file would find pages cached that
+    nobody asked for (a restore that followed another then read every object
+    through the page cache). 0.0 where it cannot be asked.
+    """
+    libc = _libc()
+    if libc is None or size <= 0:
+        return 0.0
+    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        return 0.0
+    try:
+        pages = -(-size // mmap.PAGESIZE)
+        vec = ctypes.create_string_buffer(pages)
+        if libc.mincore(addr, size, vec) != 0:
+            return 0.0
+        return vec.raw[:pages].translate(_RESIDENT).count(1) / pages
+    finally:
+        libc.munmap(addr, size)
 
 
 class DirectReader:
@@ -331,7 +365,7 @@ class DirectReader:
     def open(cls, fd: int) -> DirectReader | None:
         """A reader for ``fd`` (at offset 0), or None: read it through the page cache."""
         size = os.fstat(fd).st_size
-        if size < DIRECT_MIN or _first_page_cached(fd):
+        if size < DIRECT_MIN or cached_fraction(fd, size) >= 0.5:
             return None     # a few pages, or a file read (or written) through the cache lately
         direct = _open_direct(fd, os.O_RDONLY)
         return None if direct is None else cls(fd, direct, size)

@@ -314,6 +314,43 @@ def test_reader_read_all_and_small_or_cached_files(tmp_path):
         assert directio.DirectReader.open(f.fileno()) is None
 
 
+def test_cached_fraction_counts_resident_pages_and_reads_nothing(tmp_path):
+    size = 64 * ALIGN
+    path = str(tmp_path / "object")
+    _uncached_file(path, random.Random(6).randbytes(size))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if directio.cached_fraction(fd, size) != 0.0:
+            pytest.skip("this file system keeps the pages cached")
+        # Asking again and again must not bring pages in (a probing read
+        # would start readahead, and the next look would see pages cached).
+        for _ in range(3):
+            assert directio.cached_fraction(fd, size) == 0.0
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)   # no readahead past the read
+        os.pread(fd, 16 * ALIGN, 0)
+        assert directio.cached_fraction(fd, size) == pytest.approx(0.25)
+        os.pread(fd, size, 0)
+        assert directio.cached_fraction(fd, size) == 1.0
+    finally:
+        os.close(fd)
+
+
+def test_opening_a_reader_does_not_pull_the_file_into_the_page_cache(tmp_path):
+    data = random.Random(7).randbytes(2 * STAGE)
+    path = str(tmp_path / "object")
+    _uncached_file(path, data)
+    with open(path, "rb") as f:
+        for attempt in range(3):   # a restore after a restore reads its objects direct again
+            reader = directio.DirectReader.open(f.fileno())
+            if reader is None and attempt == 0:
+                pytest.skip("this file system refuses O_DIRECT or keeps the pages cached")
+            assert reader is not None, "the first look brought the file into the cache"
+            with reader:
+                assert reader.read() == data
+                assert reader.direct_bytes == len(data)
+        assert directio.cached_fraction(f.fileno(), len(data)) == 0.0
+
+
 def _failing_direct_preadv(monkeypatch, err):
     """Stands in for a device that refuses (EINVAL) or fails (EIO) direct reads,
     which this machine's disk cannot be made to do; other reads are real."""
