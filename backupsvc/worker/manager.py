@@ -155,11 +155,10 @@ class BackupManager:
         prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
         # Record where the objects go before writing any, so a crash or a
         # delete can always find and remove them.
-        db.backup_update(ctx, backup.id, {
+        backup = db.backup_update(ctx, backup.id, {
             "container": container, "service_metadata": prefix, "service": self.service,
             "host": self.host})
         watch = StatusWatch(ctx, backup.id, B.CREATING)
-        backup = db.backup_get(ctx, backup.id, project_only=False)
         notifications.notify(ctx, backup, "create.start")
         progress = notifications.ProgressReporter(
             ctx, backup, CONF.backup_object_number_per_notification * self.params.chunk_size,
