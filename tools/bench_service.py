@@ -20,7 +20,8 @@ and the database.
 The worker's own timing comes from its usage notifications
 (``backup.create.start`` / ``.end``, ``backup.restore.start`` / ``.end``),
 which the ``log`` notification driver writes, with their timestamps, into the
-worker's log.
+worker's log. The client waits for the end notification there and only then
+reads the status over HTTP, so that no polling competes with the job.
 
 Processes: each runs in its own process group, which stop() ends (SIGTERM,
 then SIGKILL); they also get SIGKILL if the thread that started them dies
@@ -171,11 +172,12 @@ class BenchService:
         self.volumes_dir = self.workdir / "volumes"
         self.managed_dir = self.workdir / "managed"
         self.logs_dir = self.workdir / "logs"
-        # Seconds between two status GETs. The figures come from the worker's
-        # end notifications, not from polling, so polling can be sparse: a
-        # status GET costs the API 15-30 ms of CPU, which frequent polling
-        # would take from the worker on a small machine.
+        # Seconds between two status GETs, which only confirm what the worker's
+        # notifications said (see _wait_job_end); and between two looks at
+        # the worker's log.
         self.poll_interval = 0.2
+        self.log_interval = 0.02
+        self.start_timeout = 60.0           # longest wait for a job's start notification
         self.timeout = 3600.0               # longest wait for one job
         self.manage_dirs = [self.managed_dir]
         self.port = 0
@@ -306,6 +308,7 @@ class BenchService:
                            "name": "bench-%s" % uuid.uuid4().hex[:8]}}
         posted, started = _utcnow(), time.perf_counter()
         backup_id = self._call("POST", "backups", body, 202)["backup"]["id"]
+        self._wait_job_end("create", backup_id, mark)
         self._wait_backup(backup_id)
         observed = time.perf_counter() - started
         return {"backup_id": backup_id, "stored": _tree_bytes(self.store_dir) - before,
@@ -317,6 +320,7 @@ class BenchService:
         posted, started = _utcnow(), time.perf_counter()
         result = self._call("POST", "backups/%s/restore" % backup_id, body, 202)["restore"]
         target = result["volume_id"]
+        self._wait_job_end("restore", backup_id, mark)
         # The worker frees the volume first, then the backup; wait for both anyway.
         self._wait_backup(backup_id)
         self._wait_volume(target)
@@ -377,6 +381,28 @@ class BenchService:
                 raise ServiceError("timed out waiting for %s; last seen %s" % (what, row))
             time.sleep(self.poll_interval)
 
+    def _wait_job_end(self, job: str, backup_id: str, mark: int) -> None:
+        """Wait for the worker's ``backup.<job>.end`` or ``.error`` notification.
+
+        Watching the worker's log costs the measured processes nothing, where
+        status GETs during the job would take API and database CPU from the
+        worker on a small machine. The status is still read afterwards; if no
+        notification comes (the driver is off), the polling that follows waits.
+        """
+        if self.worker is None:
+            return
+        ends = ("backup.%s.end" % job, "backup.%s.error" % job)
+        began = time.monotonic()
+        while self.worker.alive():
+            found = _notification_times(self.worker.log, mark, backup_id)
+            if any(event in found for event in ends):
+                return
+            waited = time.monotonic() - began
+            if waited > self.timeout or ("backup.%s.start" % job not in found
+                                         and waited > self.start_timeout):
+                return          # let the polling find out and report what happened
+            time.sleep(self.log_interval)
+
     def _wait_backup(self, backup_id: str) -> dict:
         def check() -> tuple[bool, dict]:
             row = self._call("GET", "backups/%s" % backup_id)["backup"]
@@ -425,7 +451,7 @@ class BenchService:
                  observed: float) -> dict[str, float | None]:
         """``seconds``: from the POST to the job's end notification, which the worker
         sends right after it set the final status; ``observed_seconds``: until
-        this client's polling saw that status (a poll later at most)."""
+        this client had read that status over HTTP."""
         times = self._job_times(job, backup_id, mark)
         if times is None:
             return {"seconds": observed, "observed_seconds": observed, "worker_seconds": None}

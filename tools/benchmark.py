@@ -34,7 +34,9 @@ Figures: MB/s = volume bytes / 10^6 / seconds, timed until durable (the
 engine and Cinder end with os.sync(); the service is timed from the POST to
 the moment the job had set the status a client waits for: the worker's end
 notification, sent right after; the JSON also has ``observed_seconds``, until
-the client's polling, every 0.2 s, saw it). CPU = CPU seconds of the measured process, all
+the client had read that status). The client watches the worker's log for the
+end notification and reads the status only then: status GETs during a job
+would take CPU from the worker. CPU = CPU seconds of the measured process, all
 threads. Peak RSS (MiB = 2^20 bytes) of a fresh process per measurement
 (interpreter included), or the service worker's VmHWM reset before each job.
 Stored = bytes the backup added to its repository, metadata included, in MB.
