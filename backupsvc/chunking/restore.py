@@ -13,7 +13,9 @@ thread checks the object's SHA-256 of frame headers); every needed
 block is checked against the newest backup's sha256 list (by checker
 threads, for large pieces, while the producer goes on; a block recorded as
 zeros is compared with zeros instead of hashed); the main thread writes the
-checked data in order.
+checked data in order. Stores that can read ahead are told which objects
+come next (``will_read``: the POSIX store starts reading small cold objects,
+which are otherwise one synchronous disk read each).
 Ranges that no object provides are zeros known from the sha list: they are
 neither read nor hashed, and are not written at all on a zeroed target.
 The writer is flushed once, at the end: file writers send page-aligned data
@@ -53,6 +55,8 @@ _DONE = object()
 # per object, for the objects being read plus EXTRA_OBJECTS_AHEAD.
 QUEUED_PER_OBJECT = 12
 EXTRA_OBJECTS_AHEAD = 2
+# Objects the store is told about (will_read) before the readers get to them.
+HINTED_AHEAD = 64
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
 _ZERO_PAGE = bytes(PAGE)
 
@@ -249,6 +253,10 @@ class RestoreRun:
         order = [j for w in work if isinstance(w, _ObjectJob) and w.host is None
                  for j in (w, *(spliced for _, spliced in w.spliced))]
         self._upcoming: Iterator[_ObjectJob] = iter(order)
+        # Stores that can start reading ahead (POSIX: small, cold objects).
+        self._will_read = getattr(self.store, "will_read", None)
+        self._to_hint: Iterator[_ObjectJob] = iter(order)
+        self._hinted = 0
         try:
             for item in work:
                 self._check_cancelled()
@@ -271,11 +279,25 @@ class RestoreRun:
             nxt = next(self._upcoming, None)
             if nxt is None:
                 break
+            self._hint(self.result.objects_read + 1 + HINTED_AHEAD)   # nxt among them
             self._pool.submit(self._produce, nxt)
             self.result.objects_read += 1
             ahead.append(nxt)
         assert ahead[0] is job
         return ahead.popleft()
+
+    def _hint(self, upto: int) -> None:
+        """Tell the store about the objects up to number ``upto`` in reading order."""
+        if self._will_read is None:
+            return
+        while self._hinted < upto:
+            nxt = next(self._to_hint, None)
+            if nxt is None:
+                self._will_read = None
+                return
+            self._hinted += 1
+            layer = self.layers[nxt.source.layer].layer
+            self._will_read(layer.container, nxt.source.entry.name)
 
     def _write_spliced(self, job: _ObjectJob, before: int) -> None:
         """Write the objects spliced into ``job`` that start before offset ``before``."""

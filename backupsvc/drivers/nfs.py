@@ -370,6 +370,9 @@ class KernelNfsStore:
     def open_reader(self, container: str, name: str) -> AbstractContextManager[BinaryIO]:
         return self._posix.open_reader(container, name)
 
+    def will_read(self, container: str, name: str) -> None:
+        self._posix.will_read(container, name)
+
     def put(self, container: str, name: str, data: bytes) -> None:
         with self.open_writer(container, name) as w:
             w.write(data)

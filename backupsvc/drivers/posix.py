@@ -158,6 +158,26 @@ class PosixStore:
             with direct:
                 yield direct
 
+    def will_read(self, container: str, name: str) -> None:
+        """Hint that the object will be read soon: best effort, never raises.
+
+        Small objects are read through the page cache, each a synchronous disk
+        read when cold; asked ahead, the kernel reads many of them at once
+        (a chain restore reads about a thousand 32 KiB objects). Large ones
+        are read with O_DIRECT and get no hint.
+        """
+        try:
+            fd = os.open(self._object_path(container, name), os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, InvalidName):
+            return
+        try:
+            if os.fstat(fd).st_size < directio.DIRECT_MIN and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def put(self, container: str, name: str, data: bytes) -> None:
         with self.open_writer(container, name) as w:
             w.write(data)

@@ -13,6 +13,7 @@ import pytest
 
 from backupsvc.chunking.engine import EngineParams
 from backupsvc.chunking.manifest import COMPACT_VERSION, FORMAT_VERSION
+from backupsvc.drivers.posix import PosixStore
 from tests.unit.chunking import Chain, KiB, MiB, SinglePassTarget
 
 
@@ -114,3 +115,51 @@ def test_nested_large_changes_restore_without_deadlock(tmp_path, version, worker
     assert not worker.is_alive(), "the restore deadlocked"
     assert not failed, failed
     assert done == [bytes(image)]
+
+
+class HintRecordingStore(PosixStore):
+    """A real PosixStore that records the restore's read-ahead hints and its opens."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.events: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def will_read(self, container: str, name: str) -> None:
+        with self._lock:
+            self.events.append(("hint", name))
+        super().will_read(container, name)
+
+    def open_reader(self, container: str, name: str):
+        with self._lock:
+            self.events.append(("open", name))
+        return super().open_reader(container, name)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_restore_hints_each_object_once_before_reading_it(tmp_path, workers):
+    store = HintRecordingStore(str(tmp_path / "store"))
+    chain = chain_of_scattered_changes_in(tmp_path, store, workers)
+    store.events.clear()
+    data, result = chain.restore()
+    assert data == chain.images[-1]
+    hinted = [name for kind, name in store.events if kind == "hint"]
+    opened = [name for kind, name in store.events if kind == "open"
+              and name.rsplit("-", 1)[-1].isdigit()]      # data objects, not manifests
+    assert len(hinted) == len(set(hinted)) == len(opened) == result.objects_read
+    assert set(hinted) == set(opened)
+    first = {}
+    for at, (kind, name) in enumerate(store.events):
+        first.setdefault((kind, name), at)
+    assert all(first[("hint", name)] < first[("open", name)] for name in opened)
+
+
+def chain_of_scattered_changes_in(tmp_path, store, workers: int) -> Chain:
+    rng = random.Random(7)
+    chain = Chain(tmp_path, params(COMPACT_VERSION, workers), store=store)
+    image = rng.randbytes(3 * MiB)
+    chain.backup(image)
+    for _ in range(3):
+        image = changed(image, rng, 25)
+        chain.backup(image)
+    return chain

@@ -2,6 +2,7 @@
 
 import os
 import stat
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -149,3 +150,39 @@ def test_large_uncached_objects_are_read_direct(store):
     with store.open_reader("c", "small") as r:
         assert not isinstance(r, directio.DirectReader)
         assert r.read() == data[:1000]
+
+
+def _drop_cache(store, container, name):
+    fd = os.open(os.path.join(store.base_path, container, name), os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def test_will_read_starts_reading_small_cold_objects_only(store):
+    store.ensure_container("c")
+    store.put("c", "small", os.urandom(32 * 1024))
+    store.put("c", "big", os.urandom(2 * directio.STAGE))
+    small, big = _drop_cache(store, "c", "small"), _drop_cache(store, "c", "big")
+    try:
+        if directio.cached_fraction(small, 32 * 1024) or directio.cached_fraction(
+                big, 2 * directio.STAGE):
+            pytest.skip("this file system keeps the pages cached")
+        store.will_read("c", "small")
+        store.will_read("c", "big")
+        # The hint only starts the read: wait for the disk (a second at most).
+        deadline = time.monotonic() + 1.0
+        while directio.cached_fraction(small, 32 * 1024) < 1.0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert directio.cached_fraction(small, 32 * 1024) == 1.0
+        assert directio.cached_fraction(big, 2 * directio.STAGE) == 0.0   # read direct later
+    finally:
+        os.close(small)
+        os.close(big)
+    # Only a hint: a missing object or a bad name is not an error.
+    store.will_read("c", "missing")
+    store.will_read("no-such-container", "x")
+    store.will_read("c", "../escape")
