@@ -34,7 +34,6 @@ mincore(), which reads nothing): copying from there is cheaper than the disk.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import mmap
@@ -43,7 +42,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from backupsvc import writeback
+from backupsvc import libc, writeback
 
 ALIGN = 4096                # offsets, lengths and buffers of direct writes (any sector size)
 STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this long
@@ -294,21 +293,6 @@ class DirectWriter:
 _RESIDENT = bytes(b & 1 for b in range(256))    # mincore(): the low bit of each byte
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """libc with mmap, mincore and munmap typed; None where there is none."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_long]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    except (OSError, AttributeError, TypeError):
-        return None
-    return libc
-
-
 def cached_fraction(fd: int, size: int) -> float:
     """How much of the file's first ``size`` bytes the page cache holds, 0.0 to 1.0.
 
@@ -318,20 +302,24 @@ def cached_fraction(fd: int, size: int) -> float:
     nobody asked for (a restore that followed another then read every object
     through the page cache). 0.0 where it cannot be asked.
     """
-    libc = _libc()
-    if libc is None or size <= 0:
+    map_file = libc.function("mmap", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                      ctypes.c_int, ctypes.c_int, ctypes.c_long),
+                             ctypes.c_void_p)
+    mincore = libc.function("mincore", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p))
+    unmap = libc.function("munmap", (ctypes.c_void_p, ctypes.c_size_t))
+    if None in (map_file, mincore, unmap) or size <= 0:
         return 0.0
-    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    addr = map_file(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     if addr is None or addr == ctypes.c_void_p(-1).value:
         return 0.0
     try:
         pages = -(-size // mmap.PAGESIZE)
         vec = ctypes.create_string_buffer(pages)
-        if libc.mincore(addr, size, vec) != 0:
+        if mincore(addr, size, vec) != 0:
             return 0.0
         return vec.raw[:pages].translate(_RESIDENT).count(1) / pages
     finally:
-        libc.munmap(addr, size)
+        unmap(addr, size)
 
 
 class DirectReader:

@@ -15,10 +15,9 @@ creep up job after job. Where there is no glibc both do nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 from typing import Any
+
+from backupsvc import libc
 
 # glibc's mallopt parameters
 M_TRIM_THRESHOLD = -1
@@ -30,12 +29,8 @@ MMAP_THRESHOLD = 32 * 1024 * 1024   # glibc's upper limit: smaller blocks come f
 TRIM_THRESHOLD = 256 * 1024 * 1024  # freed memory an arena keeps before returning it
 
 
-@functools.cache
 def _libc_function(name: str) -> Any:
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
-    except (OSError, AttributeError):     # not glibc
-        return None
+    return libc.function(name)        # None where there is no glibc
 
 
 def _malloc_trim() -> Any:

@@ -15,26 +15,21 @@ would stall the pipeline feeding it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from backupsvc import libc
+
 SYNC_FILE_RANGE_WRITE = 2
 EVERY = 8 * 1024 * 1024      # bytes written between two kicks
 
 
-@functools.cache
 def _sync_file_range() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        func = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return func
+    return libc.function("sync_file_range",
+                         (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint))
 
 
 @functools.cache
