@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from backupsvc.chunking import frames, manifest
-from backupsvc.chunking.blocks import is_zero, zero_sha
+from backupsvc.chunking.blocks import hash_range, zero_sha
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
@@ -52,9 +52,15 @@ from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 CHECK_ASIDE = 1 * MiB      # data read from an object is checked in another thread from this size
 _DONE = object()
 # Decoded data waiting for the writer: at most this many frames (or pieces)
-# per object, for the objects being read plus EXTRA_OBJECTS_AHEAD.
+# per object, for the objects being read plus EXTRA_OBJECTS_AHEAD; more
+# objects are handed to the readers while what they may hold stays within
+# SMALL_AHEAD_BYTES and their number within MAX_OBJECTS_AHEAD (an
+# incremental's objects are single blocks: read one by one a few ahead, the
+# threads would mostly wait for each other).
 QUEUED_PER_OBJECT = 12
 EXTRA_OBJECTS_AHEAD = 2
+SMALL_AHEAD_BYTES = 16 * MiB
+MAX_OBJECTS_AHEAD = 64
 # Objects the store is told about (will_read) before the readers get to them.
 HINTED_AHEAD = 64
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
@@ -103,6 +109,7 @@ class _ObjectJob:
     # (offset, job), in offset order (see RestoreRun._splice).
     spliced: deque[tuple[int, _ObjectJob]] = field(default_factory=deque)
     host: _ObjectJob | None = None      # the job this one is spliced into
+    seq: int = 0                        # its place in reading order
 
     def needs(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.ranges)
@@ -248,15 +255,21 @@ class RestoreRun:
                                            thread_name_prefix="restore-check")
         self._pool = pool
         self._ahead: deque[_ObjectJob] = deque()
+        self._ahead_bytes = 0       # what their queues may hold (_held)
+        self._next: _ObjectJob | None = None    # the next to hand out, once it fits
         # Objects are read in the order they are written: a host, then the
         # objects spliced into it.
         order = [j for w in work if isinstance(w, _ObjectJob) and w.host is None
                  for j in (w, *(spliced for _, spliced in w.spliced))]
+        for seq, job in enumerate(order):
+            job.seq = seq
         self._upcoming: Iterator[_ObjectJob] = iter(order)
         # Stores that can start reading ahead (POSIX: small, cold objects).
+        # The producers tell them, off the writer's thread.
         self._will_read = getattr(self.store, "will_read", None)
         self._to_hint: Iterator[_ObjectJob] = iter(order)
         self._hinted = 0
+        self._hint_lock = threading.Lock()
         try:
             for item in work:
                 self._check_cancelled()
@@ -275,29 +288,50 @@ class RestoreRun:
         # to finish, so that decoding goes on while the writer waits for the
         # disk (memory stays bounded by the jobs' queues).
         ahead = self._ahead
-        while len(ahead) <= self.params.workers + EXTRA_OBJECTS_AHEAD:
-            nxt = next(self._upcoming, None)
-            if nxt is None:
+        while True:
+            if self._next is None:
+                self._next = next(self._upcoming, None)
+                if self._next is None:
+                    break
+            held = self._held(self._next)
+            if len(ahead) > self.params.workers + EXTRA_OBJECTS_AHEAD and (
+                    len(ahead) >= MAX_OBJECTS_AHEAD
+                    or self._ahead_bytes + held > SMALL_AHEAD_BYTES):
                 break
-            self._hint(self.result.objects_read + 1 + HINTED_AHEAD)   # nxt among them
+            nxt, self._next = self._next, None
             self._pool.submit(self._produce, nxt)
             self.result.objects_read += 1
+            self._ahead_bytes += held
             ahead.append(nxt)
         assert ahead[0] is job
+        self._ahead_bytes -= self._held(job)
         return ahead.popleft()
 
-    def _hint(self, upto: int) -> None:
-        """Tell the store about the objects up to number ``upto`` in reading order."""
-        if self._will_read is None:
+    def _held(self, job: _ObjectJob) -> int:
+        """The most data ``job``'s queue may hold."""
+        entry = job.source.entry
+        unit = frames.FRAME_SIZE if entry.framed else self.piece
+        return min(entry.length, QUEUED_PER_OBJECT * unit)
+
+    def _hint(self, upto: int, wait: bool = True) -> None:
+        """Tell the store about the objects before number ``upto`` in reading order.
+
+        Called by the producers: with ``wait``, it returns once they all have
+        been hinted; without, it leaves the work to a producer already at it.
+        """
+        if self._will_read is None or not self._hint_lock.acquire(blocking=wait):
             return
-        while self._hinted < upto:
-            nxt = next(self._to_hint, None)
-            if nxt is None:
-                self._will_read = None
-                return
-            self._hinted += 1
-            layer = self.layers[nxt.source.layer].layer
-            self._will_read(layer.container, nxt.source.entry.name)
+        try:
+            while self._hinted < upto and self._will_read is not None:
+                nxt = next(self._to_hint, None)
+                if nxt is None:
+                    self._will_read = None
+                    return
+                self._hinted += 1
+                layer = self.layers[nxt.source.layer].layer
+                self._will_read(layer.container, nxt.source.entry.name)
+        finally:
+            self._hint_lock.release()
 
     def _write_spliced(self, job: _ObjectJob, before: int) -> None:
         """Write the objects spliced into ``job`` that start before offset ``before``."""
@@ -323,45 +357,54 @@ class RestoreRun:
         try:
             label = self._label(job.source)
             layer = self.layers[job.source.layer].layer
+            self._hint(job.seq + 1)                 # hinted before it is opened
             if entry.framed:
                 self._produce_frames(job, layer, label)
-                return
-            with self.store.open_reader(layer.container, entry.name) as raw:
-                src = DecompressingReader(raw, entry.compression, label)
-                md5 = hashlib.md5(usedforsecurity=False)
-                pos = 0
-                while True:
-                    if self.stop.is_set():
-                        return
-                    data = src.read(self.piece)
-                    if not data:
-                        break
-                    md5.update(data)
-                    start = entry.offset + pos
-                    pos += len(data)
-                    if pos > entry.length:
-                        raise IntegrityError("%s holds more than its recorded %d bytes"
-                                             % (label, entry.length))
-                    if job.needs(start, start + len(data)):
-                        if len(data) >= CHECK_ASIDE:
-                            # Hash in another thread: this one goes on with the md5.
-                            check: CheckedRuns = self.checkers.submit(
-                                self._check, job, start, data, label)
-                        else:
-                            check = self._check(job, start, data, label)
-                        if not self._put(job, (start, data, check)):
-                            return
-            if pos != entry.length:
-                raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
-            if md5.hexdigest() != entry.md5:
-                raise IntegrityError("%s fails its md5 check" % label)
-            self._put(job, _DONE)
+            else:
+                self._produce_pieces(job, layer, label)
         except ObjectNotFound as exc:
             err = IntegrityError("%s is missing" % label)
             err.__cause__ = exc
             self._put(job, err)
         except BaseException as exc:  # handed to the main thread, which raises it
             self._put(job, exc)
+        else:
+            # The objects ahead, unless another producer is at it.
+            self._hint(job.seq + 1 + HINTED_AHEAD, wait=False)
+
+    def _produce_pieces(self, job: _ObjectJob, layer: Layer, label: str) -> None:
+        """Read a 1.0.0 object: decompress it whole, check its md5, queue the needed pieces."""
+        entry = job.source.entry
+        with self.store.open_reader(layer.container, entry.name) as raw:
+            src = DecompressingReader(raw, entry.compression, label)
+            md5 = hashlib.md5(usedforsecurity=False)
+            pos = 0
+            while True:
+                if self.stop.is_set():
+                    return
+                data = src.read(self.piece)
+                if not data:
+                    break
+                md5.update(data)
+                start = entry.offset + pos
+                pos += len(data)
+                if pos > entry.length:
+                    raise IntegrityError("%s holds more than its recorded %d bytes"
+                                         % (label, entry.length))
+                if job.needs(start, start + len(data)):
+                    if len(data) >= CHECK_ASIDE:
+                        # Hash in another thread: this one goes on with the md5.
+                        check: CheckedRuns = self.checkers.submit(
+                            self._check, job, start, data, label)
+                    else:
+                        check = self._check(job, start, data, label)
+                    if not self._put(job, (start, data, check)):
+                        return
+        if pos != entry.length:
+            raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
+        if md5.hexdigest() != entry.md5:
+            raise IntegrityError("%s fails its md5 check" % label)
+        self._put(job, _DONE)
 
     def _produce_frames(self, job: _ObjectJob, layer: Layer, label: str) -> None:
         """Read a 2.0.0 object's frames; checker threads decode and check the needed ones.
@@ -411,25 +454,25 @@ class RestoreRun:
         zero pages (so a restored sparse volume allocates only its data).
         """
         bs, shas = self.bs, self.shas
-        view = memoryview(data)
         end = start + len(data)
         runs: Runs = []
         for s, e in job.ranges:
             a, b = max(s, start), min(e, end)
-            for off in range(a, b, bs):
+            if a >= b:
+                continue
+            # A block of zeros hashes to the zero sha (hash_range does not
+            # hash it), and no other block does.
+            got = hash_range(data, a - start, b - start, bs)
+            for off, sha in zip(range(a, b, bs), got, strict=True):
                 n = min(bs, b - off)
-                rel, expected = off - start, shas[off // bs]
-                if expected == zero_sha(n):
-                    ok, skip = is_zero(data, rel, n), self.target_is_zeroed
-                else:
-                    ok = hashlib.sha256(view[rel:rel + n]).hexdigest() == expected
-                    skip = False
-                if not ok:
+                expected = shas[off // bs]
+                if sha != expected:
                     raise IntegrityError(
                         "block %d (offset %d) from %s does not match the sha256 recorded "
                         "by %s" % (off // bs, off, label, self.newest.label))
+                skip = self.target_is_zeroed and expected == zero_sha(n)
                 zero_pages = () if skip or not self.target_is_zeroed \
-                    else _zero_pages(data, rel, n)
+                    else _zero_pages(data, off - start, n)
                 if zero_pages:
                     for p in range(0, n, PAGE):
                         _add_run(runs, off + p, off + min(p + PAGE, n), p in zero_pages)

@@ -11,6 +11,7 @@ from itertools import pairwise
 
 import pytest
 
+from backupsvc.chunking import restore
 from backupsvc.chunking.engine import EngineParams
 from backupsvc.chunking.manifest import COMPACT_VERSION, FORMAT_VERSION
 from backupsvc.drivers.posix import PosixStore
@@ -163,3 +164,29 @@ def chain_of_scattered_changes_in(tmp_path, store, workers: int) -> Chain:
         image = changed(image, rng, 25)
         chain.backup(image)
     return chain
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION, COMPACT_VERSION])
+def test_small_objects_are_read_many_ahead_within_the_memory_budget(tmp_path, monkeypatch,
+                                                                     version):
+    # 75 single-block objects: the readers get many of them at once, but
+    # never more than MAX_OBJECTS_AHEAD nor, past the few every restore
+    # keeps going, more than SMALL_AHEAD_BYTES of queued data.
+    monkeypatch.setattr(restore, "MAX_OBJECTS_AHEAD", 20)
+    monkeypatch.setattr(restore, "SMALL_AHEAD_BYTES", 40 * KiB * 12)
+    chain = chain_of_scattered_changes(tmp_path, version, 2)
+    seen: list[tuple[int, int]] = []
+    real_take = restore.RestoreRun._take
+
+    def take(self, job):
+        taken = real_take(self, job)
+        seen.append((len(self._ahead) + 1, self._ahead_bytes + self._held(taken)))
+        return taken
+
+    monkeypatch.setattr(restore.RestoreRun, "_take", take)
+    data, result = chain.restore()
+    assert data == chain.images[-1]
+    minimum = 2 + restore.EXTRA_OBJECTS_AHEAD + 1
+    assert minimum + 5 < max(n for n, _ in seen) <= 20
+    assert all(n <= minimum or held <= 40 * KiB * 12 for n, held in seen)
+    assert max(held for n, held in seen if n > minimum) > 40 * KiB * 6
