@@ -12,7 +12,11 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from backupsvc.chunking import blocks  # noqa: E402  (which hasher the engine uses)
 
 WHO = ("engine", "cinder", "service")
 
@@ -110,6 +114,8 @@ def machine(root: str, workdir: str, cinder_version: str | None, code: str) -> d
         "python": platform.python_version(), "filesystem": _cmd(["stat", "-f", "-c", "%T",
                                                                  workdir]),
         "backupsvc_commit": code, "cinder_version": cinder_version,
+        "block_hashing": "C helper" if blocks.native_hashing()
+        else "hashlib (the C helper _backupsvc_blocks is not built: pip install . builds it)",
     }
 
 
@@ -267,8 +273,9 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
           "file system %s" % (info["cpu"], info["cores"], info["usable_cores"],
                               info["memory_gib"], info["kernel"], info["python"],
                               info["filesystem"]))
-    print("backupsvc %s; Cinder %s" % (info["backupsvc_commit"],
-                                       info["cinder_version"] or "not measured"))
+    print("backupsvc %s (block hashing: %s); Cinder %s"
+          % (info["backupsvc_commit"], info.get("block_hashing", "?"),
+             info["cinder_version"] or "not measured"))
     if info.get("code_changed_to"):
         print("WARNING: backupsvc/ changed during the run (now %s): later processes ran "
               "other code" % info["code_changed_to"])
