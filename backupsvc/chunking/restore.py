@@ -5,17 +5,18 @@ then read once, in order of the first volume offset it provides, and each
 volume byte is written at most once. An object whose data sits inside
 another's (an incremental's changed block inside an older object) is written
 when the writer reaches it, so the writes stay in volume order and large
-(:meth:`RestoreRun._splice`). Producer threads, a few objects ahead
-of the main thread, read objects (1.0.0: they also decompress them and check
+(:meth:`RestoreRun._splice`). Producer threads, ahead of the main thread
+(a few objects, more when they are small: :meth:`RestoreRun._take`), read
+objects (1.0.0: they also decompress them and check
 their md5; 2.0.0: each frame is decoded and hashed by a checker thread, so
 one big object uses every core and checks the frame's CRC-32, and the main
 thread checks the object's SHA-256 of frame headers); every needed
 block is checked against the newest backup's sha256 list (by checker
 threads, for large pieces, while the producer goes on; a block recorded as
 zeros is compared with zeros instead of hashed); the main thread writes the
-checked data in order. Stores that can read ahead are told which objects
-come next (``will_read``: the POSIX store starts reading small cold objects,
-which are otherwise one synchronous disk read each).
+checked data in order. Stores that can read ahead are told by the producers
+which objects come next (``will_read``: the POSIX store starts reading small
+cold objects, which are otherwise one synchronous disk read each).
 Ranges that no object provides are zeros known from the sha list: they are
 neither read nor hashed, and are not written at all on a zeroed target.
 The writer is flushed once, at the end: file writers send page-aligned data
@@ -286,7 +287,8 @@ class RestoreRun:
         """``job``, the next to write, with the readers kept busy on those after it."""
         # Keep every producer busy, with objects queued for the first ones
         # to finish, so that decoding goes on while the writer waits for the
-        # disk (memory stays bounded by the jobs' queues).
+        # disk: always workers + EXTRA_OBJECTS_AHEAD objects, more while
+        # what their queues may hold stays within SMALL_AHEAD_BYTES.
         ahead = self._ahead
         while True:
             if self._next is None:
