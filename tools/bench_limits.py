@@ -15,6 +15,10 @@ Measured in the benchmark's own run, on its own data and file system:
 * ``write``: one 512 MiB file written in 4 MiB writes, then fsynced: durable
   throughput of the file system that holds the repository and the volumes,
   the better of writing through the page cache and with O_DIRECT.
+* ``disk_read``: that file read back from the disk, two threads of 4 MiB
+  ``O_DIRECT`` reads (the page cache does not hold it): what reading data
+  the page cache does not hold costs, such as a restore's objects, which the
+  engine writes and reads with O_DIRECT.
 
 Every rate is the best of a few repetitions: a limit is what the machine can do.
 
@@ -25,7 +29,8 @@ The bound of an operation is the least time its unavoidable work takes:
   Only compressible (text) blocks count as compressed or decompressed, at the
   text rates: random data gains nothing from a codec and can be stored raw,
   so the least work does not compress it;
-* read: bytes read / read; write: bytes made durable / write;
+* read: bytes read from the page cache / read + bytes read from the disk /
+  disk_read; write: bytes made durable / write;
 * bound = the largest of the three (the tightest limit); fraction = bound
   time / measured time, 1.0 meaning the operation ran at the machine's limit.
 
@@ -35,7 +40,9 @@ The work of each operation (tools/benchmark.py), from the volumes' layout:
   read every byte outside holes, write what the backup stored;
 * incremental: the same reading and hashing (changes must be found), compress
   the rewritten text blocks, write what it stored;
-* restore of a chain: read every stored byte of the chain, decompress every
+* restore of a chain: read every stored byte of the chain (from the disk, as
+  much of it as the page cache did not hold when the restore started, asked
+  with mincore()), decompress every
   text block ever stored in it, write every non-zero block of the final
   volume (zeros are holes or punched).
 
@@ -58,6 +65,7 @@ from collections.abc import Callable
 import zstandard
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from backupsvc import directio  # noqa: E402  (mincore(), for what a restore reads cold)
 from backupsvc.chunking import deflate  # noqa: E402  (the engine's zlib codec)
 
 MiB = 1024 * 1024
@@ -156,13 +164,14 @@ def read_rate(path: str, regions: list[tuple[int, int]], piece: int = 4 * MiB) -
         os.close(fd)
 
 
-def write_rate(directory: str, total: int, piece: int = 4 * MiB) -> float:
+def write_rate(directory: str, total: int, piece: int = 4 * MiB) -> tuple[float, float]:
     """Durable write throughput: ``total`` bytes written and fsynced, best of two each
-    through the page cache and with O_DIRECT (the engine writes large files direct)."""
+    through the page cache and with O_DIRECT (the engine writes large files direct);
+    and the disk's read throughput, reading the last file back (:func:`disk_read_rate`)."""
     data = mmap.mmap(-1, piece)         # page-aligned, as O_DIRECT needs
     data.write(os.urandom(piece))
     path = os.path.join(directory, "write-rate")
-    best = 0.0
+    best, disk_read = 0.0, 0.0
     modes = [0] + ([os.O_DIRECT] if hasattr(os, "O_DIRECT") else [])
     try:
         for mode in modes:
@@ -180,23 +189,77 @@ def write_rate(directory: str, total: int, piece: int = 4 * MiB) -> float:
                 finally:
                     os.close(fd)
                 best = max(best, total // piece * piece / (time.perf_counter() - start))
-                os.unlink(path)
+        disk_read = disk_read_rate(path, piece)
     finally:
         data.close()
         if os.path.exists(path):
             os.unlink(path)
-    return best
+    return best, disk_read
+
+
+def disk_read_rate(path: str, piece: int = 4 * MiB) -> float:
+    """Best bytes/second of reading ``path`` from the disk: two threads of ``piece``-byte
+    O_DIRECT reads (where O_DIRECT is refused: buffered, after dropping the file's cache)."""
+    size = os.path.getsize(path) // piece * piece
+    flags = os.O_RDONLY | getattr(os, "O_DIRECT", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+    bufs = [mmap.mmap(-1, piece) for _ in range(2)]
+    try:
+        def work(i: int) -> int:
+            total = 0
+            for off in range(i * piece, size, 2 * piece):
+                total += os.preadv(fd, [bufs[i]], off)
+            return total
+
+        best = 0.0
+        for _ in range(2):
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            best = max(best, _two_threads(work, repeat=1))
+        return best
+    finally:
+        os.close(fd)
+        for buf in bufs:
+            buf.close()
 
 
 def bound(limits: dict, codec: str, *, hashed: int = 0, compressed: int = 0,
-          decompressed: int = 0, read: int = 0, written: int = 0) -> dict:
-    """Least time of an operation that must do this much work (see the module docstring)."""
+          decompressed: int = 0, read: int = 0, read_from_disk: int = 0,
+          written: int = 0) -> dict:
+    """Least time of an operation that must do this much work (see the module docstring).
+
+    ``read`` bytes come from the page cache, ``read_from_disk`` bytes (a part
+    of them, or more) from the disk.
+    """
     free = {"compress": float("inf"), "decompress": float("inf")}
     rates = limits["codecs"].get(codec, {}).get("text", free)
     cpu = hashed / limits["sha256"] + compressed / rates["compress"] \
         + decompressed / rates["decompress"]
-    terms = {"cpu": cpu, "read": read / limits["read"], "write": written / limits["write"]}
+    cached = max(0, read - read_from_disk)
+    reading = cached / limits["read"] + read_from_disk / limits["disk_read"]
+    terms = {"cpu": cpu, "read": reading, "write": written / limits["write"]}
     tightest = max(terms, key=lambda k: terms[k])
     return dict(terms, seconds=terms[tightest], limit=tightest,
                 work=dict(hashed=hashed, compressed=compressed, decompressed=decompressed,
-                          read=read, written=written))
+                          read=read, read_from_disk=read_from_disk, written=written))
+
+
+def uncached_bytes(root: str) -> int:
+    """Bytes of the files under ``root`` that the page cache does not hold (mincore())."""
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                total += round(size * (1.0 - directio.cached_fraction(fd, size)))
+            finally:
+                os.close(fd)
+    return total

@@ -58,6 +58,8 @@ def aggregate(records: list[dict]) -> dict | None:
     if bounds:
         agg["bound"] = {k: _median([b[k] for b in bounds])
                         for k in ("cpu", "read", "write", "seconds")}
+        agg["bound"]["from_disk"] = _median([b["work"].get("read_from_disk", 0)
+                                             for b in bounds])
         agg["bound"]["limit"] = statistics.mode(b["limit"] for b in bounds)
     return agg
 
@@ -162,8 +164,9 @@ def print_limits(lim: dict, idle_rss: float) -> None:
               " (ratio %.2f text, %.2f mix)" % (codec, t["compress"] / 1e6, m["compress"] / 1e6,
                                                 t["decompress"] / 1e6, m["decompress"] / 1e6,
                                                 t["ratio"], m["ratio"]))
-    print("  page-cache read, 2 threads: %.0f; durable write (write + fsync): %.0f"
-          % (lim["read"] / 1e6, lim["write"] / 1e6))
+    print("  page-cache read, 2 threads: %.0f; disk read (O_DIRECT), 2 threads: %.0f; "
+          "durable write (write + fsync): %.0f"
+          % (lim["read"] / 1e6, lim.get("disk_read", float("nan")) / 1e6, lim["write"] / 1e6))
     print("  an idle engine child process: %.0f MiB RSS" % idle_rss)
 
 
@@ -185,8 +188,8 @@ def print_main(rows: list[dict]) -> None:
 
 
 def print_bounds(rows: list[dict]) -> None:
-    head = ("operation", "engine s", "bound s", "CPU s", "read s", "write s", "limit",
-            "bound MB/s", "fraction")
+    head = ("operation", "engine s", "bound s", "CPU s", "read s", "disk MB", "write s",
+            "limit", "bound MB/s", "fraction")
     out = []
     for r in rows:
         e = r["engine"]
@@ -195,10 +198,10 @@ def print_bounds(rows: list[dict]) -> None:
         b = e["bound"]
         size_mb = e["size"] / 1e6
         out.append((r["op"], "%.2f" % e["seconds"], "%.2f" % b["seconds"], "%.2f" % b["cpu"],
-                    "%.2f" % b["read"], "%.2f" % b["write"], b["limit"],
-                    "%.0f" % (size_mb / b["seconds"]) if b["seconds"] else "-",
+                    "%.2f" % b["read"], mb(b.get("from_disk")), "%.2f" % b["write"],
+                    b["limit"], "%.0f" % (size_mb / b["seconds"]) if b["seconds"] else "-",
                     _fmt(e["fraction"], "%.2f")))
-    _table(head, out, [29, 8, 8, 7, 7, 7, 6, 10, 8])
+    _table(head, out, [29, 8, 8, 7, 7, 7, 7, 6, 10, 8])
 
 
 def print_sparse(bench: Any, rows: list[dict]) -> None:
@@ -294,7 +297,8 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
           "Cinder MB/s; svc = through the service")
     print_main(rows)
     print()
-    print("Engine vs the machine bound (seconds; bound = max of CPU, read, write; "
+    print("Engine vs the machine bound (seconds; bound = max of CPU, read, write; disk MB = "
+          "read from the disk, not the page cache; "
           "tools/bench_limits.py):")
     print_bounds(rows)
     print()

@@ -157,7 +157,7 @@ class Bench:
         with open(main.path, "rb") as f:
             regions = vols.data_regions(f.fileno(), main.size)
         lim["read"] = limits_mod.read_rate(main.path, regions)
-        lim["write"] = limits_mod.write_rate(self.workdir, a.write_sample)
+        lim["write"], lim["disk_read"] = limits_mod.write_rate(self.workdir, a.write_sample)
         self.limits = lim
 
     # -- recording -----------------------------------------------------------------------
@@ -232,6 +232,7 @@ class Bench:
                 else:
                     target = os.path.join(self.workdir, "target")
                     vols.copy_sparse(v[0].path, target)
+                cold = limits_mod.uncached_bytes(backend.repo) if engine else 0
                 out = backend.restore(ids, target, new)
                 rec = self.record(who, label, run, size, out, codec=codec,
                                   **self.check(who, label, target, last))
@@ -239,7 +240,8 @@ class Bench:
                 if engine:
                     decompressed = v[0].text_bytes + sum(x.changed_text_bytes for x in v[1:])
                     self.engine_bound(rec, codec, decompressed=decompressed,
-                                      read=sum(stored), written=last.nonzero_bytes)
+                                      read=sum(stored), read_from_disk=cold,
+                                      written=last.nonzero_bytes)
         finally:
             backend.end()
             os.unlink(volume)
@@ -258,13 +260,15 @@ class Bench:
                 self.engine_bound(rec, codec, hashed=s.nonzero_bytes, compressed=s.text_bytes,
                                   read=s.data_bytes, written=stored)
             target = self.new_target(s.size)
+            engine = backend.who == "engine"
+            cold = limits_mod.uncached_bytes(backend.repo) if engine else 0
             out = backend.restore(ids, target, True)
             rec = self.record(backend.who, SPARSE_RESTORE, run, s.size, out, codec=codec,
                               **self.check(backend.who, SPARSE_RESTORE, target, s))
             os.unlink(target)
-            if backend.who == "engine":
+            if engine:
                 self.engine_bound(rec, codec, decompressed=s.text_bytes, read=stored,
-                                  written=s.nonzero_bytes)
+                                  read_from_disk=cold, written=s.nonzero_bytes)
         finally:
             backend.end()
 
