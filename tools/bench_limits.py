@@ -19,6 +19,11 @@ Measured in the benchmark's own run, on its own data and file system:
   ``O_DIRECT`` reads (the page cache does not hold it): what reading data
   the page cache does not hold costs, such as a restore's objects, which the
   engine writes and reads with O_DIRECT.
+* ``disk_mixed``: bytes read plus bytes written per second while one thread
+  reads that file from the disk and another writes a new one: a restore reads
+  and writes at once, and a virtual disk may share one bandwidth between the
+  two (seen here: reading and writing 268 MB each took the sum of the two
+  times, not the larger).
 
 Every rate is the best of a few repetitions: a limit is what the machine can do.
 
@@ -30,8 +35,9 @@ The bound of an operation is the least time its unavoidable work takes:
   text rates: random data gains nothing from a codec and can be stored raw,
   so the least work does not compress it;
 * read: bytes read from the page cache / read + bytes read from the disk /
-  disk_read; write: bytes made durable / write;
-* bound = the largest of the three (the tightest limit); fraction = bound
+  disk_read; write: bytes made durable / write; disk (when some bytes come
+  from the disk): (bytes read from the disk + bytes written) / disk_mixed;
+* bound = the largest of these (the tightest limit); fraction = bound
   time / measured time, 1.0 meaning the operation ran at the machine's limit.
 
 The work of each operation (tools/benchmark.py), from the volumes' layout:
@@ -164,66 +170,104 @@ def read_rate(path: str, regions: list[tuple[int, int]], piece: int = 4 * MiB) -
         os.close(fd)
 
 
-def write_rate(directory: str, total: int, piece: int = 4 * MiB) -> tuple[float, float]:
-    """Durable write throughput: ``total`` bytes written and fsynced, best of two each
-    through the page cache and with O_DIRECT (the engine writes large files direct);
-    and the disk's read throughput, reading the last file back (:func:`disk_read_rate`)."""
-    data = mmap.mmap(-1, piece)         # page-aligned, as O_DIRECT needs
-    data.write(os.urandom(piece))
-    path = os.path.join(directory, "write-rate")
-    best, disk_read = 0.0, 0.0
-    modes = [0] + ([os.O_DIRECT] if hasattr(os, "O_DIRECT") else [])
-    try:
-        for mode in modes:
-            for _ in range(2):
-                os.sync()
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | mode, 0o600)
-                except OSError:
-                    break               # this file system refuses O_DIRECT
-                start = time.perf_counter()
-                try:
-                    for _ in range(total // piece):
-                        os.write(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                best = max(best, total // piece * piece / (time.perf_counter() - start))
-        disk_read = disk_read_rate(path, piece)
-    finally:
-        data.close()
-        if os.path.exists(path):
-            os.unlink(path)
-    return best, disk_read
+def _open(path: str, flags: int, direct: bool) -> int:
+    """``path`` opened with O_DIRECT if asked and the file system takes it, else without."""
+    if direct and hasattr(os, "O_DIRECT"):
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o600)
+        except OSError:
+            pass
+    return os.open(path, flags, 0o600)
 
 
-def disk_read_rate(path: str, piece: int = 4 * MiB) -> float:
-    """Best bytes/second of reading ``path`` from the disk: two threads of ``piece``-byte
-    O_DIRECT reads (where O_DIRECT is refused: buffered, after dropping the file's cache)."""
-    size = os.path.getsize(path) // piece * piece
-    flags = os.O_RDONLY | getattr(os, "O_DIRECT", 0)
+def _write_file(path: str, total: int, data: mmap.mmap, direct: bool) -> float:
+    """Seconds to write ``total`` bytes of ``data`` pieces to a new ``path`` and fsync it."""
+    fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, direct)
+    start = time.perf_counter()
     try:
-        fd = os.open(path, flags)
-    except OSError:
-        fd = os.open(path, os.O_RDONLY)
-    bufs = [mmap.mmap(-1, piece) for _ in range(2)]
-    try:
-        def work(i: int) -> int:
-            total = 0
-            for off in range(i * piece, size, 2 * piece):
-                total += os.preadv(fd, [bufs[i]], off)
-            return total
-
-        best = 0.0
-        for _ in range(2):
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            best = max(best, _two_threads(work, repeat=1))
-        return best
+        for _ in range(total // len(data)):
+            os.write(fd, data)
+        os.fsync(fd)
     finally:
         os.close(fd)
-        for buf in bufs:
+    return time.perf_counter() - start
+
+
+def _read_file(path: str, buf: mmap.mmap, step: int = 1, first: int = 0) -> int:
+    """Read pieces ``first``, ``first + step``, ... of ``path`` from the disk; bytes read."""
+    fd = _open(path, os.O_RDONLY, True)
+    try:
+        total, size = 0, os.fstat(fd).st_size // len(buf) * len(buf)
+        for off in range(first * len(buf), size, step * len(buf)):
+            total += os.preadv(fd, [buf], off)
+        return total
+    finally:
+        os.close(fd)
+
+
+def _drop_cache(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def disk_rates(directory: str, total: int, piece: int = 4 * MiB) -> dict[str, float]:
+    """The disk's limits in bytes/second, from files of ``total`` bytes in ``directory``.
+
+    ``write``: durable writes (written in ``piece`` writes and fsynced; the
+    better of through the page cache and with O_DIRECT, as the engine writes
+    large files); ``disk_read``: reading a file the page cache does not hold
+    (two threads of O_DIRECT reads); ``disk_mixed``: bytes read plus bytes
+    written per second while one thread reads such a file and another
+    writes a new one (a restore does both; a virtual disk may share one
+    bandwidth between them). Best of two each.
+    """
+    data = mmap.mmap(-1, piece)         # page-aligned, as O_DIRECT needs
+    data.write(os.urandom(piece))
+    bufs = [mmap.mmap(-1, piece) for _ in range(2)]
+    source = os.path.join(directory, "disk-rate-source")
+    target = os.path.join(directory, "disk-rate-target")
+    total = total // piece * piece
+    rates = {"write": 0.0, "disk_read": 0.0, "disk_mixed": 0.0}
+    try:
+        for direct in (False, True):
+            for _ in range(2):
+                os.sync()
+                rates["write"] = max(rates["write"],
+                                     total / _write_file(source, total, data, direct))
+        for _ in range(2):
+            _drop_cache(source)
+            rates["disk_read"] = max(rates["disk_read"], _two_threads(
+                lambda i: _read_file(source, bufs[i], 2, i), repeat=1))
+        for _ in range(2):
+            _drop_cache(source)
+            os.sync()
+            done = [0, 0]
+
+            def both(i: int) -> int:
+                if i == 0:
+                    return _read_file(source, bufs[0])
+                _write_file(target, total, data, True)
+                return total
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=_store, args=(both, done, i)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rates["disk_mixed"] = max(rates["disk_mixed"],
+                                      sum(done) / (time.perf_counter() - start))
+    finally:
+        for buf in (data, *bufs):
             buf.close()
+        for path in (source, target):
+            if os.path.exists(path):
+                os.unlink(path)
+    return rates
 
 
 def bound(limits: dict, codec: str, *, hashed: int = 0, compressed: int = 0,
@@ -240,7 +284,9 @@ def bound(limits: dict, codec: str, *, hashed: int = 0, compressed: int = 0,
         + decompressed / rates["decompress"]
     cached = max(0, read - read_from_disk)
     reading = cached / limits["read"] + read_from_disk / limits["disk_read"]
-    terms = {"cpu": cpu, "read": reading, "write": written / limits["write"]}
+    terms = {"cpu": cpu, "read": reading, "write": written / limits["write"],
+             # reading from the disk and writing to it at once
+             "disk": (read_from_disk + written) / limits["disk_mixed"] if read_from_disk else 0.0}
     tightest = max(terms, key=lambda k: terms[k])
     return dict(terms, seconds=terms[tightest], limit=tightest,
                 work=dict(hashed=hashed, compressed=compressed, decompressed=decompressed,

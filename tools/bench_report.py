@@ -57,7 +57,7 @@ def aggregate(records: list[dict]) -> dict | None:
     bounds = [r["bound"] for r in records if "bound" in r]
     if bounds:
         agg["bound"] = {k: _median([b[k] for b in bounds])
-                        for k in ("cpu", "read", "write", "seconds")}
+                        for k in ("cpu", "read", "write", "disk", "seconds")}
         agg["bound"]["from_disk"] = _median([b["work"].get("read_from_disk", 0)
                                              for b in bounds])
         agg["bound"]["limit"] = statistics.mode(b["limit"] for b in bounds)
@@ -164,9 +164,11 @@ def print_limits(lim: dict, idle_rss: float) -> None:
               " (ratio %.2f text, %.2f mix)" % (codec, t["compress"] / 1e6, m["compress"] / 1e6,
                                                 t["decompress"] / 1e6, m["decompress"] / 1e6,
                                                 t["ratio"], m["ratio"]))
-    print("  page-cache read, 2 threads: %.0f; disk read (O_DIRECT), 2 threads: %.0f; "
-          "durable write (write + fsync): %.0f"
-          % (lim["read"] / 1e6, lim.get("disk_read", float("nan")) / 1e6, lim["write"] / 1e6))
+    print("  page-cache read, 2 threads: %.0f; durable write (write + fsync): %.0f"
+          % (lim["read"] / 1e6, lim["write"] / 1e6))
+    if "disk_read" in lim:
+        print("  disk read (O_DIRECT), 2 threads: %.0f; disk read and write at once: %.0f "
+              "(read + written)" % (lim["disk_read"] / 1e6, lim["disk_mixed"] / 1e6))
     print("  an idle engine child process: %.0f MiB RSS" % idle_rss)
 
 
@@ -189,7 +191,7 @@ def print_main(rows: list[dict]) -> None:
 
 def print_bounds(rows: list[dict]) -> None:
     head = ("operation", "engine s", "bound s", "CPU s", "read s", "disk MB", "write s",
-            "limit", "bound MB/s", "fraction")
+            "r+w s", "limit", "bound MB/s", "fraction")
     out = []
     for r in rows:
         e = r["engine"]
@@ -199,9 +201,10 @@ def print_bounds(rows: list[dict]) -> None:
         size_mb = e["size"] / 1e6
         out.append((r["op"], "%.2f" % e["seconds"], "%.2f" % b["seconds"], "%.2f" % b["cpu"],
                     "%.2f" % b["read"], mb(b.get("from_disk")), "%.2f" % b["write"],
-                    b["limit"], "%.0f" % (size_mb / b["seconds"]) if b["seconds"] else "-",
+                    _fmt(b.get("disk"), "%.2f"), b["limit"],
+                    "%.0f" % (size_mb / b["seconds"]) if b["seconds"] else "-",
                     _fmt(e["fraction"], "%.2f")))
-    _table(head, out, [29, 8, 8, 7, 7, 7, 7, 6, 10, 8])
+    _table(head, out, [29, 8, 8, 7, 7, 7, 7, 7, 6, 10, 8])
 
 
 def print_sparse(bench: Any, rows: list[dict]) -> None:
@@ -297,8 +300,9 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
           "Cinder MB/s; svc = through the service")
     print_main(rows)
     print()
-    print("Engine vs the machine bound (seconds; bound = max of CPU, read, write; disk MB = "
-          "read from the disk, not the page cache; "
+    print("Engine vs the machine bound (seconds; bound = max of CPU, read, write, r+w; "
+          "disk MB = read from the disk, not the page cache; r+w = disk reads and writes "
+          "sharing the disk; "
           "tools/bench_limits.py):")
     print_bounds(rows)
     print()

@@ -157,7 +157,7 @@ class Bench:
         with open(main.path, "rb") as f:
             regions = vols.data_regions(f.fileno(), main.size)
         lim["read"] = limits_mod.read_rate(main.path, regions)
-        lim["write"], lim["disk_read"] = limits_mod.write_rate(self.workdir, a.write_sample)
+        lim.update(limits_mod.disk_rates(self.workdir, a.write_sample))
         self.limits = lim
 
     # -- recording -----------------------------------------------------------------------
