@@ -1160,7 +1160,7 @@ def repository_config(driver: str, base: Path, swift_server: Any = None,
             "backup_swift_container": container,
             "backup_swift_object_size": CHUNK_SIZE,
             "backup_swift_block_size": SHA_BLOCK,
-            "backup_swift_retry_backoff": 0,
+            "backup_swift_retry_backoff": 1,   # see tests/functional/swift/conftest.py
         }
         return options, SwiftRepository(swift_server.auth_url, swift_server.user,
                                          swift_server.key, container)

@@ -37,7 +37,10 @@ def make_conf(server: SwiftServer, **overrides) -> cfg.ConfigOpts:
     conf(args=[], default_config_files=[], default_config_dirs=[])
     values = dict(backup_swift_auth="single_user", backup_swift_auth_url=server.auth_url,
                   backup_swift_user=server.user, backup_swift_key=server.key,
-                  backup_swift_retry_backoff=0, storage_availability_zone="az1")
+                  # A one-node Swift on a loaded two-core machine answers 503 now
+                  # and then (its container server busy): retried after a short
+                  # pause, as in production (default backoff 2 s), not at once.
+                  backup_swift_retry_backoff=1, storage_availability_zone="az1")
     values.update(overrides)
     for name, value in values.items():
         conf.set_override(name, value)
