@@ -52,9 +52,10 @@ def breaks(writes: list[tuple[int, int]]) -> int:
     return sum(1 for (a, n), (b, _) in pairwise(writes) if a + n != b)
 
 
-def chain_of_scattered_changes(tmp_path, version: str, workers: int) -> Chain:
+def chain_of_scattered_changes(tmp_path, version: str, workers: int,
+                               store: PosixStore | None = None) -> Chain:
     rng = random.Random(7)
-    chain = Chain(tmp_path, params(version, workers))
+    chain = Chain(tmp_path, params(version, workers), store=store)
     image = rng.randbytes(3 * MiB)          # no zeros: all of it is written
     chain.backup(image)
     for _ in range(3):
@@ -140,7 +141,7 @@ class HintRecordingStore(PosixStore):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_restore_hints_each_object_once_before_reading_it(tmp_path, workers):
     store = HintRecordingStore(str(tmp_path / "store"))
-    chain = chain_of_scattered_changes_in(tmp_path, store, workers)
+    chain = chain_of_scattered_changes(tmp_path, COMPACT_VERSION, workers, store)
     store.events.clear()
     data, result = chain.restore()
     assert data == chain.images[-1]
@@ -153,17 +154,6 @@ def test_restore_hints_each_object_once_before_reading_it(tmp_path, workers):
     for at, (kind, name) in enumerate(store.events):
         first.setdefault((kind, name), at)
     assert all(first[("hint", name)] < first[("open", name)] for name in opened)
-
-
-def chain_of_scattered_changes_in(tmp_path, store, workers: int) -> Chain:
-    rng = random.Random(7)
-    chain = Chain(tmp_path, params(COMPACT_VERSION, workers), store=store)
-    image = rng.randbytes(3 * MiB)
-    chain.backup(image)
-    for _ in range(3):
-        image = changed(image, rng, 25)
-        chain.backup(image)
-    return chain
 
 
 @pytest.mark.parametrize("version", [FORMAT_VERSION, COMPACT_VERSION])
