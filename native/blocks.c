@@ -9,11 +9,18 @@
  * released once. backupsvc.chunking.blocks uses this module when it was
  * built and falls back to hashlib otherwise, with the same results.
  *
- *   sha256_blocks(buffer, start, end, block_size) -> list[str | None]
+ *   sha256_digests(buffer, start, end, block_size) -> bytes
  *
- * One item per block of buffer[start:end] (the last may be short): the hex
- * SHA-256 of the block, or None for a block of zeros (the caller knows the
- * digest of n zero bytes; zeros are recognised with a memcmp, not hashed).
+ * The 32-byte SHA-256 of each block of buffer[start:end] (the last may be
+ * short), one after the other. A block of zeros is recognised with a memcmp
+ * and gets the digest of that many zero bytes, computed once per call, not
+ * the block's own hashing.
+ *
+ *   differing_blocks(a, b) -> list[int]
+ *
+ * The indices of the 32-byte records at which two digest strings differ
+ * (records beyond the shorter one included): what an incremental backup
+ * stores.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,26 +35,11 @@ is_zero(const unsigned char *p, size_t n)
 }
 
 static PyObject *
-hex_digest(const unsigned char *digest)
-{
-    static const char digits[] = "0123456789abcdef";
-    PyObject *text = PyUnicode_New(2 * SHA256_DIGEST_LENGTH, 127);
-    if (text == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        out[2 * i] = digits[digest[i] >> 4];
-        out[2 * i + 1] = digits[digest[i] & 15];
-    }
-    return text;
-}
-
-static PyObject *
-sha256_blocks(PyObject *module, PyObject *args)
+sha256_digests(PyObject *module, PyObject *args)
 {
     Py_buffer buf;
     Py_ssize_t start, end, block;
-    if (!PyArg_ParseTuple(args, "y*nnn:sha256_blocks", &buf, &start, &end, &block))
+    if (!PyArg_ParseTuple(args, "y*nnn:sha256_digests", &buf, &start, &end, &block))
         return NULL;
     if (block <= 0 || start < 0 || end < start || end > buf.len) {
         PyErr_Format(PyExc_ValueError,
@@ -57,44 +49,67 @@ sha256_blocks(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_ssize_t count = (end - start + block - 1) / block;
-    /* The digests, then one zero flag per block. */
-    unsigned char *digests = PyMem_Malloc((size_t)count * (SHA256_DIGEST_LENGTH + 1) + 1);
-    if (digests == NULL) {
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count * SHA256_DIGEST_LENGTH);
+    if (result == NULL) {
         PyBuffer_Release(&buf);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    unsigned char *zero = digests + (size_t)count * SHA256_DIGEST_LENGTH;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     const unsigned char *data = buf.buf;
 
     Py_BEGIN_ALLOW_THREADS
+    unsigned char zero_digest[SHA256_DIGEST_LENGTH];
+    size_t zero_length = 0;         /* the length zero_digest is for; 0: none yet */
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_ssize_t offset = start + i * block;
         size_t length = (size_t)(end - offset < block ? end - offset : block);
-        zero[i] = (unsigned char)is_zero(data + offset, length);
-        if (!zero[i])
-            SHA256(data + offset, length, digests + i * SHA256_DIGEST_LENGTH);
+        unsigned char *digest = out + i * SHA256_DIGEST_LENGTH;
+        if (!is_zero(data + offset, length)) {
+            SHA256(data + offset, length, digest);
+            continue;
+        }
+        if (zero_length != length) {
+            /* Zeros of this length: hash them once (the buffer holds them). */
+            SHA256(data + offset, length, zero_digest);
+            zero_length = length;
+        }
+        memcpy(digest, zero_digest, SHA256_DIGEST_LENGTH);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
+    return result;
+}
 
-    PyObject *result = PyList_New(count);
-    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
-        PyObject *item = Py_None;
-        if (zero[i])
-            Py_INCREF(item);
-        else if ((item = hex_digest(digests + i * SHA256_DIGEST_LENGTH)) == NULL)
+static PyObject *
+differing_blocks(PyObject *module, PyObject *args)
+{
+    Py_buffer a, b;
+    if (!PyArg_ParseTuple(args, "y*y*:differing_blocks", &a, &b))
+        return NULL;
+    PyObject *result = PyList_New(0);
+    Py_ssize_t common = (a.len < b.len ? a.len : b.len) / SHA256_DIGEST_LENGTH;
+    Py_ssize_t total = (a.len > b.len ? a.len : b.len) / SHA256_DIGEST_LENGTH;
+    const unsigned char *pa = a.buf, *pb = b.buf;
+    for (Py_ssize_t i = 0; result != NULL && i < total; i++) {
+        if (i < common && memcmp(pa + i * SHA256_DIGEST_LENGTH, pb + i * SHA256_DIGEST_LENGTH,
+                                 SHA256_DIGEST_LENGTH) == 0)
+            continue;
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL || PyList_Append(result, index) < 0)
             Py_CLEAR(result);
-        if (result != NULL)
-            PyList_SET_ITEM(result, i, item);
+        Py_XDECREF(index);
     }
-    PyMem_Free(digests);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"sha256_blocks", sha256_blocks, METH_VARARGS,
-     "sha256_blocks(buffer, start, end, block_size) -> list of hex SHA-256 per block "
-     "of buffer[start:end], None for a block of zeros; one release of the GIL."},
+    {"sha256_digests", sha256_digests, METH_VARARGS,
+     "sha256_digests(buffer, start, end, block_size) -> the 32-byte SHA-256 of each block "
+     "of buffer[start:end], concatenated; one release of the GIL."},
+    {"differing_blocks", differing_blocks, METH_VARARGS,
+     "differing_blocks(a, b) -> indices of the 32-byte records where a and b differ."},
     {NULL, NULL, 0, NULL},
 };
 

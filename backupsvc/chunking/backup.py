@@ -27,18 +27,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import ne
 from typing import Any
 
 from backupsvc.chunking import manifest
-from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.compression import CompressorFactory
 from backupsvc.chunking.errors import Cancelled
 from backupsvc.chunking.extents import zero_runs
 from backupsvc.chunking.frames import FRAME_SIZE, FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
 from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams
+from backupsvc.chunking.shalist import ShaList
 from backupsvc.chunking.source import Piece, PieceSource
 from backupsvc.drivers.base import ObjectStore
 
@@ -54,7 +52,7 @@ class _Segment:
 @dataclass
 class _Work:
     piece: Piece
-    shas: Future[list[str]]
+    shas: Future[ShaList]
     actions: list[_Segment | DataObject] = field(default_factory=list)  # object: close it
 
     def compressing(self) -> Iterator[Future[bytes | memoryview]]:
@@ -67,7 +65,7 @@ class _Work:
 class BackupRun:
     def __init__(self, reader: Any, size: int, store: ObjectStore, container: str,
                  prefix: str, desc: BackupDescription, params: EngineParams,
-                 parent_sha256s: list[str] | None, cancelled: Callable[[], bool],
+                 parent_sha256s: ShaList | None, cancelled: Callable[[], bool],
                  progress: Callable[[int, int], None] | None) -> None:
         self.reader, self.size, self.store = reader, size, store
         self.container, self.prefix, self.desc, self.params = container, prefix, desc, params
@@ -83,7 +81,7 @@ class BackupRun:
             factory = CompressorFactory(params.compression, params.workers,
                                         max(1 << 20, params.piece_size // 2))
         self.output = ObjectOutput(store, container, prefix, factory, self.result)
-        self.sha256s: list[str] = []
+        self.sha256s = ShaList(self.bs)
         self.current: DataObject | None = None
 
     # -- driver ---------------------------------------------------------------
@@ -184,26 +182,16 @@ class BackupRun:
             work.actions.append(self.current)
             self.current = None
 
-    def _kept_blocks(self, first: int, shas: list[str]) -> list[int]:
+    def _kept_blocks(self, first: int, shas: ShaList) -> list[int]:
         """Indices (in the piece) of the blocks to store: changed since the parent and,
         when zero blocks are skipped, not all zeros. Counts changed and zero blocks."""
-        parent = self.parent
-        if parent is None:
-            changed: list[int] = list(range(len(shas)))
-        else:
-            common = parent[first:first + len(shas)]
-            changed = list(compress(range(len(common)), map(ne, common, shas)))
-            changed += range(len(common), len(shas))    # beyond a smaller parent
+        changed = shas.changed_since(self.parent, first)
         self.result.changed_blocks += len(changed)
         if not self.params.skip_zero_blocks:
             return changed
-        full_zero = zero_sha(self.bs)
-        last = len(shas) - 1
-        short = (first + last) * self.bs + self.bs > self.size    # a short last block
-        kept = [i for i in changed if shas[i] != full_zero]
-        if short and kept and kept[-1] == last and \
-                shas[last] == zero_sha(self.size - (first + last) * self.bs):
-            kept.pop()
+        last_start = (first + len(shas) - 1) * self.bs
+        short = last_start + self.bs > self.size        # the volume's short last block
+        kept = shas.nonzero(changed, self.size - last_start if short else None)
         self.result.zero_blocks += len(changed) - len(kept)
         return kept
 
@@ -215,17 +203,14 @@ class BackupRun:
         work.actions.append(self.current)
         self.current = None
 
-    def _plan_hole(self, work: _Work, shas: list[str]) -> None:
+    def _plan_hole(self, work: _Work, shas: ShaList) -> None:
         """A piece wholly in a hole whose zero blocks are not stored: it ends the object."""
         first = work.piece.offset // self.bs
         self.sha256s.extend(shas)
         if self.current is not None:
             work.actions.append(self.current)
             self.current = None
-        changed = len(shas)
-        if self.parent is not None:
-            common = self.parent[first:first + len(shas)]
-            changed += sum(map(ne, common, shas)) - len(common)
+        changed = len(shas) if self.parent is None else len(shas.changed_since(self.parent, first))
         self.result.changed_blocks += changed
         self.result.zero_blocks += changed
 
@@ -271,7 +256,7 @@ class BackupRun:
         version = self.params.format_version
         zero_extents = None
         if self.compact:
-            zero_extents = [(a, b - a) for a, b in zero_runs(self.sha256s, self.bs, self.size)]
+            zero_extents = [(a, b - a) for a, b in zero_runs(self.sha256s, self.size)]
         sha = manifest.Sha256File(
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,
@@ -294,7 +279,7 @@ class BackupRun:
 
 def run_backup(reader: Any, size: int, store: ObjectStore, container: str, prefix: str,
                desc: BackupDescription, params: EngineParams,
-               parent_sha256s: list[str] | None = None,
+               parent_sha256s: ShaList | None = None,
                cancelled: Callable[[], bool] = lambda: False,
                progress: Callable[[int, int], None] | None = None) -> BackupResult:
     """Back up ``size`` bytes of ``reader`` as one full or incremental backup."""

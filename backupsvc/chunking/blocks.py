@@ -4,9 +4,10 @@ A block whose bytes are all zeros needs no hashing: its sha is the sha of that
 many zero bytes, so checking for zeros (a ``memcmp``, many times faster than
 SHA-256, and stopping at the first non-zero byte) gives exactly the same answer.
 
-:func:`hash_range` hashes with the C helper ``_backupsvc_blocks``
+:func:`digest_range` hashes with the C helper ``_backupsvc_blocks``
 (native/blocks.c, built by the install when a compiler is there) when it can:
 it releases the interpreter lock once per range instead of once per block.
+Digests are kept as 32-byte binary strings (see :mod:`backupsvc.chunking.shalist`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ except ImportError:         # not built: hashlib, block by block
 
 _zero_sha_cache: dict[int, str] = {}
 _zero_bytes_cache: dict[int, bytes] = {}
+_zero_digest_cache: dict[int, bytes] = {}
+
+DIGEST_SIZE = 32
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
@@ -52,30 +56,46 @@ def is_zero(buf: Buffer, start: int, length: int) -> bool:
 
 
 def native_hashing() -> bool:
-    """Whether :func:`hash_range` uses the C helper (for logs and the benchmark)."""
+    """Whether :func:`digest_range` uses the C helper (for logs and the benchmark)."""
     return _native is not None
 
 
-def hash_range(buf: Buffer, start: int, end: int, block_size: int) -> list[str]:
-    """Hex sha256 of each ``block_size`` block of ``buf[start:end]`` (the last may be short)."""
+def zero_digest(length: int) -> bytes:
+    """The 32-byte sha256 of ``length`` zero bytes."""
+    digest = _zero_digest_cache.get(length)
+    if digest is None:
+        digest = _zero_digest_cache[length] = bytes.fromhex(zero_sha(length))
+    return digest
+
+
+def digest_range(buf: Buffer, start: int, end: int, block_size: int) -> bytes:
+    """The 32-byte sha256 of each ``block_size`` block of ``buf[start:end]`` (the last
+    may be short), concatenated."""
     if _native is not None:
-        shas = _native.sha256_blocks(buf, start, end, block_size)
-        if None in shas:                    # blocks of zeros
-            for i, sha in enumerate(shas):
-                if sha is None:
-                    shas[i] = zero_sha(min(block_size, end - start - i * block_size))
-        return shas
-    return _hash_range_hashlib(buf, start, end, block_size)
+        return _native.sha256_digests(buf, start, end, block_size)
+    return _digest_range_hashlib(buf, start, end, block_size)
 
 
-def _hash_range_hashlib(buf: Buffer, start: int, end: int, block_size: int) -> list[str]:
+def differing_blocks(a: bytes, b: bytes) -> list[int]:
+    """Indices of the digests (32-byte records) where ``a`` and ``b`` differ, those
+    beyond the shorter one included."""
+    if _native is not None:
+        return _native.differing_blocks(a, b)
+    if a == b:
+        return []
+    common = min(len(a), len(b)) // DIGEST_SIZE
+    out = [i for i in range(common)
+           if a[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE] != b[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE]]
+    return out + list(range(common, max(len(a), len(b)) // DIGEST_SIZE))
+
+
+def _digest_range_hashlib(buf: Buffer, start: int, end: int, block_size: int) -> bytes:
     view = memoryview(buf)
-    shas = []
+    out = bytearray()
     for o in range(start, end, block_size):
         n = min(block_size, end - o)
         if is_zero(buf, o, n):
-            shas.append(zero_sha(n))
+            out += zero_digest(n)
         else:
-            shas.append(hashlib.sha256(view[o:o + n]).hexdigest())
-    return shas
-
+            out += hashlib.sha256(view[o:o + n]).digest()
+    return bytes(out)

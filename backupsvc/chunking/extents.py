@@ -11,9 +11,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.errors import IntegrityError
 from backupsvc.chunking.manifest import ObjectEntry
+from backupsvc.chunking.shalist import ShaList
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,28 +31,9 @@ class Extent:
     source: Source | None       # None: the range is zeros
 
 
-def zero_runs(sha256s: list[str], block_size: int, size: int) -> list[tuple[int, int]]:
-    """Byte ranges of the maximal runs of all-zero blocks according to ``sha256s``.
-
-    The loop runs once per run, not once per block (a sparse 16 GiB volume has
-    half a million blocks): one flag byte per block is made by ``map`` in C,
-    and each run's end is found with ``bytes.find``.
-    """
-    count = len(sha256s)
-    if not count:
-        return []
-    tail = size - (count - 1) * block_size      # the last block may be short
-    flags = bytearray(map(zero_sha(block_size).__eq__, sha256s))
-    flags[-1] = sha256s[-1] == zero_sha(tail)
-    runs: list[tuple[int, int]] = []
-    block = flags.find(1)
-    while block >= 0:
-        end = flags.find(0, block)
-        if end < 0:
-            end = count
-        runs.append((block * block_size, min(end * block_size, size)))
-        block = flags.find(1, end)
-    return runs
+def zero_runs(sha256s: ShaList, size: int) -> list[tuple[int, int]]:
+    """Byte ranges of the maximal runs of all-zero blocks according to ``sha256s``."""
+    return sha256s.zero_runs(size)
 
 
 def plan_extents(layers: list[list[ObjectEntry]], newest_zero: list[tuple[int, int]],

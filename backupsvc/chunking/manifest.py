@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backupsvc.chunking import deflate
-from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.compression import normalize_compression
 from backupsvc.chunking.errors import FormatError, IntegrityError
+from backupsvc.chunking.shalist import ShaList
 from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 
 CINDER_VERSION = "1.0.0"
@@ -32,6 +32,7 @@ COMPACT_VERSION = "2.0.0"
 FORMAT_VERSION = CINDER_VERSION          # the default of the dataclasses below
 SUPPORTED_VERSIONS = frozenset({CINDER_VERSION, COMPACT_VERSION})
 DIGEST_SIZE = 32
+DIGEST_PART = 8192 * DIGEST_SIZE     # digests inflated at a time
 
 
 def data_object_name(prefix: str, number: int) -> str:
@@ -74,9 +75,14 @@ class Sha256File:
     backup_description: str | None
     created_at: Any
     chunk_size: int                      # the sha block size, despite the name
-    sha256s: list[str] = field(default_factory=list)
+    # A list of hex digests is taken too (and checked: ValueError).
+    sha256s: ShaList = field(default_factory=list)  # type: ignore[arg-type]
     version: str = FORMAT_VERSION
     volume_size: int | None = None       # 2.0.0 records it
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sha256s, ShaList):
+            self.sha256s = ShaList.from_hex(self.sha256s, self.chunk_size)
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -91,7 +97,7 @@ class Sha256File:
 
     def to_json(self) -> bytes:
         doc = self._header()
-        doc["sha256s"] = self.sha256s
+        doc["sha256s"] = list(self.sha256s)
         return json.dumps(doc, sort_keys=True, indent=2).encode("utf-8")
 
     def iter_bytes(self) -> Iterator[bytes]:
@@ -100,26 +106,24 @@ class Sha256File:
             return self._iter_compact()
         return self.iter_json()
 
-    def _iter_compact(self, batch: int = 8192) -> Iterator[bytes]:
-        # The binary digests (half the size of the hex list) are built once: the
-        # header's checksum needs them all before the first byte is written.
-        binary = [bytes.fromhex("".join(self.sha256s[i:i + batch]))
-                  for i in range(0, len(self.sha256s), batch)]
+    def _iter_compact(self) -> Iterator[bytes]:
+        # The header's checksum covers all the digests: one pass for it, one to
+        # write them (never the whole binary list at once).
         blob_sha = hashlib.sha256()
-        for part in binary:
+        for part in self.sha256s.binary_parts():
             blob_sha.update(part)
         doc = self._header()
         doc.update(block_count=len(self.sha256s), volume_size=self.volume_size,
                    encoding="zlib", digests_sha256=blob_sha.hexdigest())
         yield json.dumps(doc, sort_keys=True).encode("utf-8") + b"\n"
         packer = deflate.compressobj(6)
-        for part in binary:
+        for part in self.sha256s.binary_parts():
             yield packer.compress(part)
         yield packer.flush()
 
     def iter_json(self, batch: int = 8192) -> Iterator[bytes]:
         """The same bytes as :meth:`to_json`, without building one huge string."""
-        if not self.sha256s:
+        if not len(self.sha256s):
             yield self.to_json()
             return
         doc = self._header()
@@ -128,8 +132,8 @@ class Sha256File:
         head, tail = json.dumps(doc, sort_keys=True, indent=2).split('"%s"' % marker)
         sep = ",\n" + head[head.rfind("\n") + 1:]
         yield head.encode("utf-8")
-        for i in range(0, len(self.sha256s), batch):
-            text = sep.join('"%s"' % h for h in self.sha256s[i:i + batch])
+        for i, hexes in enumerate(self.sha256s.hex_batches(batch)):
+            text = sep.join('"%s"' % h for h in hexes)
             yield ((sep if i else "") + text).encode("ascii")
         yield tail.encode("utf-8")
 
@@ -205,38 +209,33 @@ def _field(doc: dict[str, Any], key: str, what: str, kind: type | tuple[type, ..
     return value
 
 
-def _share_zero_shas(shas: list[str], block_size: int) -> list[str]:
-    """One shared string for every all-zero block: a sparse 16 GiB volume's list
-    then takes a few MB instead of ~60 (the list is kept for a whole job)."""
-    zero_hex = zero_sha(block_size)
-    return [zero_hex if h == zero_hex else h for h in shas]
-
-
-def _hex_digests(blob: bytes, zero_hex: str) -> list[str]:
-    """The hex digests packed in ``blob``; every all-zero block gets the one ``zero_hex``.
-
-    Runs of zero-block digests (most of a sparse volume) are skipped many
-    digests per step, so the Python loop runs per run, not per block.
-    """
-    zero = bytes.fromhex(zero_hex)
-    strides = [(zero * n, n) for n in (1024, 32, 1)]
-    out: list[str] = []
-    pos, end = 0, len(blob)
-    while pos < end:
-        at = blob.find(zero, pos)
-        while at != -1 and at % DIGEST_SIZE:        # a digest is aligned
-            at = blob.find(zero, at + 1)
-        if at == -1:
-            at = end
-        if at > pos:
-            text = blob[pos:at].hex()
-            out += [text[i:i + 2 * DIGEST_SIZE] for i in range(0, len(text), 2 * DIGEST_SIZE)]
-        pos = at
-        for pattern, count in strides:
-            while blob.startswith(pattern, pos):
-                out += [zero_hex] * count
-                pos += len(pattern)
-    return out
+def _inflate_digests(body: bytes, count: int, block_size: int, checksum: Any,
+                     what: str) -> ShaList:
+    """The packed digests of a 2.0.0 sha256 file, checked; inflated a part at a time,
+    so a large volume's list never exists as one binary string as well."""
+    shas = ShaList(block_size)
+    blob_sha = hashlib.sha256()
+    inflater = deflate.decompressobj()
+    expected, got, carry = count * DIGEST_SIZE, 0, b""
+    try:
+        while not inflater.eof:
+            part = inflater.decompress(body, DIGEST_PART)
+            body = inflater.unconsumed_tail
+            if not part:
+                break                       # input ended before the stream did
+            got += len(part)
+            if got > expected:
+                break
+            blob_sha.update(part)
+            part, carry = carry + part, b""
+            whole = len(part) - len(part) % DIGEST_SIZE
+            shas.append(part[:whole])
+            carry = part[whole:]
+    except deflate.ERRORS as exc:
+        raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
+    if not inflater.eof or got != expected or blob_sha.hexdigest() != checksum:
+        raise IntegrityError("%s: the digest list fails its checksum" % what)
+    return shas
 
 
 def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File | None:
@@ -255,14 +254,7 @@ def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File
                           % (what, count, chunk_size, volume_size))
     if doc.get("encoding") != "zlib":
         raise FormatError("%s: unknown digest encoding %r" % (what, doc.get("encoding")))
-    try:
-        blob = deflate.decompress(body)
-    except deflate.ERRORS as exc:
-        raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
-    if len(blob) != count * DIGEST_SIZE \
-            or hashlib.sha256(blob).hexdigest() != doc.get("digests_sha256"):
-        raise IntegrityError("%s: the digest list fails its checksum" % what)
-    shas = _hex_digests(blob, zero_sha(chunk_size))
+    shas = _inflate_digests(body, count, chunk_size, doc.get("digests_sha256"), what)
     return Sha256File(
         backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
@@ -282,10 +274,10 @@ def parse_sha256file(data: bytes, what: str = "sha256file") -> Sha256File:
     chunk_size = _field(doc, "chunk_size", what, int)
     if chunk_size <= 0:
         raise FormatError("%s: chunk_size must be positive" % what)
-    shas = _field(doc, "sha256s", what, list)
-    if not all(isinstance(h, str) for h in shas):
-        raise FormatError("%s: sha256s must be strings" % what)
-    shas = _share_zero_shas(shas, chunk_size)
+    try:
+        shas = ShaList.from_hex(_field(doc, "sha256s", what, list), chunk_size)
+    except ValueError as exc:
+        raise FormatError("%s: sha256s: %s" % (what, exc)) from None
     return Sha256File(
         backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from backupsvc.chunking import frames, manifest
-from backupsvc.chunking.blocks import hash_range, zero_sha
+from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_range, zero_digest
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
@@ -48,6 +48,7 @@ from backupsvc.chunking.params import (
     RestoreResult,
     RestoreWriter,
 )
+from backupsvc.chunking.shalist import ShaList
 from backupsvc.drivers.base import ObjectNotFound, ObjectStore
 
 CHECK_ASIDE = 1 * MiB      # data read from an object is checked in another thread from this size
@@ -117,14 +118,14 @@ class _ObjectJob:
 
 
 def load_chain(store: ObjectStore,
-               chain: list[Layer]) -> tuple[list[_LoadedLayer], list[str]]:
+               chain: list[Layer]) -> tuple[list[_LoadedLayer], ShaList]:
     """Read every backup's metadata and check its objects exist.
 
     Returns the layers and the newest backup's sha256 list; the older lists
     are only read for their block size (they can be large).
     """
     loaded = []
-    newest: list[str] = []
+    newest = ShaList(1)
     for layer in chain:
         meta = manifest.load_metadata(store, layer.container, layer.prefix)
         sha = manifest.load_sha256file(store, layer.container, layer.prefix)
@@ -172,7 +173,7 @@ class RestoreRun:
                                  % (newest.label, len(self.shas), bs, self.size,
                                     -(-self.size // bs)))
         self.piece = max(1, self.params.piece_size // bs) * bs
-        self.zero_runs = zero_runs(self.shas, bs, self.size)
+        self.zero_runs = zero_runs(self.shas, self.size)
         if newest.meta.zero_extents is not None:
             # 2.0.0 states them; they must agree with the digests.
             stated = [(off, off + n) for off, n in newest.meta.zero_extents]
@@ -214,7 +215,7 @@ class RestoreRun:
             return
         for idx in range(start // self.bs, -(-end // self.bs)):
             length = min(self.bs, self.size - idx * self.bs)
-            if self.shas[idx] != zero_sha(length):
+            if self.shas.digest(idx) != zero_digest(length):
                 raise IntegrityError(
                     "block %d (offset %d) is in no object of the chain, but %s records "
                     "non-zero data for it" % (idx, idx * self.bs, self.newest.label))
@@ -462,17 +463,19 @@ class RestoreRun:
             a, b = max(s, start), min(e, end)
             if a >= b:
                 continue
-            # A block of zeros hashes to the zero sha (hash_range does not
+            # A block of zeros hashes to the zero sha (digest_range does not
             # hash it), and no other block does.
-            got = hash_range(data, a - start, b - start, bs)
-            for off, sha in zip(range(a, b, bs), got, strict=True):
+            got = digest_range(data, a - start, b - start, bs)
+            expected = shas.digests(a // bs, -(-b // bs))
+            if got != expected:
+                wrong = a // bs + differing_blocks(got, expected)[0]
+                raise IntegrityError(
+                    "block %d (offset %d) from %s does not match the sha256 recorded "
+                    "by %s" % (wrong, wrong * bs, label, self.newest.label))
+            for k, off in enumerate(range(a, b, bs)):
                 n = min(bs, b - off)
-                expected = shas[off // bs]
-                if sha != expected:
-                    raise IntegrityError(
-                        "block %d (offset %d) from %s does not match the sha256 recorded "
-                        "by %s" % (off // bs, off, label, self.newest.label))
-                skip = self.target_is_zeroed and expected == zero_sha(n)
+                skip = self.target_is_zeroed and \
+                    got[k * DIGEST_SIZE:(k + 1) * DIGEST_SIZE] == zero_digest(n)
                 zero_pages = () if skip or not self.target_is_zeroed \
                     else _zero_pages(data, off - start, n)
                 if zero_pages:

@@ -19,8 +19,9 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from backupsvc.chunking.blocks import hash_range, zero_sha
+from backupsvc.chunking.blocks import digest_range, zero_digest
 from backupsvc.chunking.params import MiB
+from backupsvc.chunking.shalist import ShaList
 
 # A piece that lies wholly in a hole (and needs no bytes) may cover up to this
 # much of the volume; cancellation and progress are checked between pieces.
@@ -221,7 +222,7 @@ class PieceSource:
             got += n
         return buf
 
-    def load(self, piece: Piece) -> list[str]:
+    def load(self, piece: Piece) -> ShaList:
         """Read what ``piece`` still needs and return the sha of each of its blocks."""
         if piece.reads:
             assert self.fd is not None
@@ -236,22 +237,20 @@ class PieceSource:
                 view = memoryview(piece.buf)
                 for a, b in piece.reads:
                     self._pread(view[a:b], piece.offset + a)
-        shas: list[str] = []
+        shas = ShaList(self.bs)
         pos = 0
         for a, b in [*piece.holes, (piece.length, piece.length)]:
             if a > pos:
                 assert piece.buf is not None
-                shas += hash_range(piece.buf, pos, a, self.bs)
+                shas.append(digest_range(piece.buf, pos, a, self.bs))
             if b > a:
-                shas += self._zero_shas(piece.offset + a, piece.offset + b)
+                # Blocks in a hole are zeros (only the volume's last may be short).
+                full, tail = divmod(b - a, self.bs)
+                shas.append_zeros(full)
+                if tail:
+                    shas.append(zero_digest(tail))
             pos = b
         return shas
-
-    def _zero_shas(self, start: int, end: int) -> list[str]:
-        """The shas of the (whole) blocks in ``[start, end)``, which are zeros."""
-        bs = self.bs
-        full, tail = divmod(end - start, bs)
-        return [zero_sha(bs)] * full + ([zero_sha(tail)] if tail else [])
 
     def _pread(self, view: memoryview, offset: int) -> None:
         assert self.fd is not None

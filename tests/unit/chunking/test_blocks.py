@@ -21,9 +21,9 @@ def image(rng: random.Random) -> bytes:
     return b"".join(parts)
 
 
-def expected(data: bytes, start: int, end: int, size: int) -> list[str]:
-    return [hashlib.sha256(data[o:min(o + size, end)]).hexdigest()
-            for o in range(start, end, size)]
+def expected(data: bytes, start: int, end: int, size: int) -> bytes:
+    return b"".join(hashlib.sha256(data[o:min(o + size, end)]).digest()
+                    for o in range(start, end, size))
 
 
 def test_the_c_helper_is_built():
@@ -47,32 +47,48 @@ def test_both_hashers_agree_with_hashlib(kind, start, end, size, monkeypatch):
         buf = {"bytes": data, "bytearray": bytearray(data),
                "memoryview": memoryview(data)}[kind]
     want = expected(data, start, end, size)
-    assert blocks.hash_range(buf, start, end, size) == want
+    assert blocks.digest_range(buf, start, end, size) == want
     monkeypatch.setattr(blocks, "_native", None)
-    assert blocks.hash_range(buf, start, end, size) == want
+    assert blocks.digest_range(buf, start, end, size) == want
 
 
-def test_the_c_helper_marks_exactly_the_zero_blocks():
-    data = image(random.Random(4))
-    got = native.sha256_blocks(data, 0, len(data), 4 * KiB)
-    zero = [not any(data[o:o + 4 * KiB]) for o in range(0, len(data), 4 * KiB)]
-    assert [sha is None for sha in got] == zero
-    assert zero.count(True) == 1         # the one block of 4096 zeros
+def test_zero_blocks_of_every_length_get_their_own_digest():
+    # Zeros are recognised, not hashed: the digest put in their place must
+    # still be the one of that many zero bytes (a short tail differs).
+    data = bytes(4 * KiB) + b"\x01" + bytes(4 * KiB - 1) + bytes(4 * KiB) + bytes(100)
+    assert native.sha256_digests(data, 0, len(data), 4 * KiB) == \
+        expected(data, 0, len(data), 4 * KiB)
+    assert blocks.zero_digest(100) == hashlib.sha256(bytes(100)).digest()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_both_ways_of_finding_differing_digests_agree(seed, monkeypatch):
+    rng = random.Random(seed)
+    a = [rng.randbytes(32) for _ in range(rng.randrange(0, 50))]
+    b = [d if rng.random() < 0.7 else rng.randbytes(32) for d in a]
+    b = b[:rng.randrange(0, len(b) + 1)] + [rng.randbytes(32) for _ in range(rng.randrange(3))]
+    want = [i for i in range(max(len(a), len(b)))
+            if i >= min(len(a), len(b)) or a[i] != b[i]]
+    got = blocks.differing_blocks(b"".join(a), b"".join(b))
+    monkeypatch.setattr(blocks, "_native", None)
+    assert got == want == blocks.differing_blocks(b"".join(a), b"".join(b))
 
 
 @pytest.mark.parametrize("start,end,size", [(-1, 10, 4), (0, 11, 4), (6, 5, 4), (0, 10, 0),
                                             (0, 10, -4)])
 def test_the_c_helper_refuses_ranges_outside_the_buffer(start, end, size):
     with pytest.raises(ValueError, match="do not fit a 10-byte buffer"):
-        native.sha256_blocks(bytes(10), start, end, size)
+        native.sha256_digests(bytes(10), start, end, size)
 
 
 def test_the_c_helper_refuses_what_is_not_a_buffer():
     with pytest.raises(TypeError):
-        native.sha256_blocks("text", 0, 4, 4)
+        native.sha256_digests("text", 0, 4, 4)
+    with pytest.raises(TypeError):
+        native.differing_blocks(b"x" * 32, 32)
 
 
 def test_large_buffers_hash_right():
     data = os.urandom(3 * (1 << 20) + 5) + bytes(1 << 20)
-    assert blocks.hash_range(data, 0, len(data), 32 * KiB) == \
+    assert blocks.digest_range(data, 0, len(data), 32 * KiB) == \
         expected(data, 0, len(data), 32 * KiB)

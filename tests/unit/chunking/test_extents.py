@@ -8,6 +8,7 @@ import pytest
 
 from backupsvc.chunking.blocks import zero_sha
 from backupsvc.chunking.extents import zero_runs
+from backupsvc.chunking.shalist import RUN_MIN, ShaList
 
 BS = 4096
 
@@ -28,18 +29,21 @@ def _reference(shas: list[str], size: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("seed", range(20))
 def test_zero_runs_matches_a_block_by_block_reference(seed):
     rng = random.Random(seed)
-    count = rng.randint(1, 60)
+    count = rng.randint(1, 60) + rng.choice([0, RUN_MIN * 3])
     size = (count - 1) * BS + rng.choice([BS, 1, 100, BS - 1])
     tail = size - (count - 1) * BS
-    shas = []
-    for n in range(count):
-        length = BS if n < count - 1 else tail
-        # Zero blocks, data blocks, and the full-block zero sha on a short last block
-        # (which is not zeros of that length).
-        shas.append(rng.choice([zero_sha(length), "%064x" % rng.getrandbits(256),
-                                zero_sha(BS)]))
-    assert zero_runs(shas, BS, size) == _reference(shas, size)
+    shas: list[str] = []
+    while len(shas) < count:
+        # Zero blocks (single and in runs long enough to be kept as runs), data
+        # blocks, and the full-block zero sha on a short last block (which is
+        # not zeros of that length).
+        run = rng.choice([1, 1, 2, RUN_MIN - 1, RUN_MIN, RUN_MIN + 5])
+        pick = rng.choice([zero_sha(BS), "%064x" % rng.getrandbits(256)])
+        shas += [pick] * min(run, count - len(shas))
+    if rng.random() < 0.5:
+        shas[-1] = zero_sha(tail)
+    assert zero_runs(ShaList.from_hex(shas, BS), size) == _reference(shas, size)
 
 
 def test_zero_runs_of_nothing():
-    assert zero_runs([], BS, 0) == []
+    assert zero_runs(ShaList(BS), 0) == []

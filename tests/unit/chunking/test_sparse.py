@@ -317,3 +317,59 @@ def test_sparse_file_restores_identical(tmp_path):
     names = [n for n in stored(store, "sparse") if n[len("sparse"):].startswith("-")]
     assert names
     assert chain.restore()[0] == image
+
+
+def test_a_large_sparse_volume_keeps_a_small_sha_list(tmp_path):
+    """64 GiB holding 3 extents: two million blocks, their sha list a few KiB.
+
+    As hex strings the list took 8 bytes per block even with every zero block
+    sharing one string (16 MiB here, 1 GiB for 4 TiB) and reading it back
+    inflated all the digests at once (64 MiB here).
+    """
+    import tracemalloc
+
+    from backupsvc.chunking.engine import Layer, run_restore
+    from backupsvc.sources.file import FileVolumeWriter
+
+    size = 64 * 1024 * MiB
+    extents = [(0, 100 * KiB), (size // 2 + 4096, MiB), (size - 5000, 5000)]
+    path = str(tmp_path / "image")
+    make_sparse(path, size, extents, seed=7)
+    p = params(sha_block_size=32 * KiB, piece_size=4 * MiB)
+    store = PosixStore(str(tmp_path / "store"))
+    with open(path, "rb") as f:
+        backup(store, f, size, "full", p)
+    with open(path, "r+b") as f:                # one more extent for an incremental
+        f.seek(size // 4)
+        f.write(b"\x07" * 40000)
+    extents.append((size // 4, 40000))
+    tracemalloc.start()
+    try:
+        parent = read_sha256s(store, CONTAINER, "full")[1]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(parent) == size // (32 * KiB)
+    assert parent.nbytes < 64 * KiB and peak < 4 * MiB
+    with open(path, "rb") as f:
+        result = backup(store, f, size, "inc", p, parent=parent)
+    assert result.changed_blocks == 2                       # 40000 bytes over two blocks
+    target = str(tmp_path / "target")
+    with open(target, "wb") as f:
+        f.truncate(size)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        run_restore([Layer(CONTAINER, "full"), Layer(CONTAINER, "inc")],
+                    FileVolumeWriter(fd, "file", size), size, p, target_is_zeroed=True,
+                    store=store)
+    finally:
+        os.close(fd)
+    assert os.stat(target).st_blocks * 512 < 4 * MiB         # still sparse
+    with open(path, "rb") as a, open(target, "rb") as b:
+        for off, n in extents:
+            a.seek(off)
+            b.seek(off)
+            assert a.read(n + 4096) == b.read(n + 4096)
+    # Data lies only where the extents are (widened to whole pages).
+    pages = [(o // 4096 * 4096, -(-(o + n) // 4096) * 4096) for o, n in extents]
+    assert all(any(lo <= a and b <= hi for lo, hi in pages) for a, b in data_ranges(target))
