@@ -64,6 +64,19 @@ def aggregate(records: list[dict]) -> dict | None:
     return agg
 
 
+def _paired_ratio(records: list[dict], op: str) -> float | None:
+    """Median over the runs of the service's speed over the engine's in that run.
+
+    The two are measured one right after the other in each run, so a slow
+    spell of this shared machine weighs on both of a pair; the ratio of
+    medians taken over different runs would mix their spells.
+    """
+    speed = {(r["who"], r["run"]): r["size"] / r["seconds"] for r in records if r["op"] == op}
+    ratios = [speed[("service", run)] / speed[("engine", run)]
+              for who, run in speed if who == "service" and ("engine", run) in speed]
+    return _median(ratios) if ratios else None
+
+
 def summarize(bench: Any) -> list[dict]:
     """One row per operation, in the order they were first measured."""
     order: list[str] = []
@@ -77,7 +90,7 @@ def summarize(bench: Any) -> list[dict]:
             row[who] = aggregate([r for r in bench.records if r["op"] == op and r["who"] == who])
         e, c, s = row["engine"], row["cinder"], row["service"]
         row["x_cinder"] = e["mbps"] / c["mbps"] if e and c else None
-        row["svc_engine"] = s["mbps"] / e["mbps"] if e and s else None
+        row["svc_engine"] = _paired_ratio(bench.records, op) if e and s else None
         rows.append(row)
     return rows
 
@@ -297,7 +310,8 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
     print()
     print("MB/s = volume MB / seconds until durable; CPU s = CPU seconds of the process; "
           "RSS = peak (MiB);\nbound = fraction of the machine bound; xCinder = engine MB/s / "
-          "Cinder MB/s; svc = through the service")
+          "Cinder MB/s; svc = through the service;\nsvc/eng = median over the runs of "
+          "service MB/s / engine MB/s in the same run")
     print_main(rows)
     print()
     print("Engine vs the machine bound (seconds; bound = max of CPU, read, write, r+w; "
