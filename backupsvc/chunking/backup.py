@@ -35,10 +35,12 @@ from backupsvc.chunking.errors import Cancelled
 from backupsvc.chunking.extents import zero_runs
 from backupsvc.chunking.frames import FRAME_SIZE, FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
-from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams
+from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams, MiB
 from backupsvc.chunking.shalist import ShaList
 from backupsvc.chunking.source import Piece, PieceSource
 from backupsvc.drivers.base import ObjectStore
+
+PACK_LIMIT = 1 * MiB        # 2.0.0: an object takes further runs of blocks while smaller
 
 
 @dataclass
@@ -82,7 +84,8 @@ class BackupRun:
                                         max(1 << 20, params.piece_size // 2))
         self.output = ObjectOutput(store, container, prefix, factory, self.result)
         self.sha256s = ShaList(self.bs)
-        self.current: DataObject | None = None
+        self.current: DataObject | None = None     # the object being filled
+        self.run_end = -1           # where its run of blocks ends so far
 
     # -- driver ---------------------------------------------------------------
     def run(self) -> BackupResult:
@@ -97,6 +100,9 @@ class BackupRun:
             source = PieceSource(self.reader, self.size, self.bs, self.params.piece_size,
                                  need_hole_bytes=not self.params.skip_zero_blocks)
             self._pipeline(source)
+            if self.current is not None:        # a packed object no later run went into
+                self.output.finish(self.current)
+                self.current = None
             source.finish()
             self.output.wait_complete()
             self._write_manifests()
@@ -158,28 +164,57 @@ class BackupRun:
         self.sha256s.extend(shas)
         view = memoryview(piece.buf)
         bs, chunk = self.bs, self.params.chunk_size
-        # Objects are the runs of kept blocks, cut at chunk boundaries; only the
+        # Objects hold runs of kept blocks, cut at chunk boundaries; only the
         # kept blocks are visited (an incremental keeps a few in a thousand).
-        seg_start = 0 if self.current is not None else None
+        # seg_start: the piece's first block of the run being planned, if any.
+        seg_start = 0 if self.current is not None and self.run_end == piece.offset else None
         prev = -1           # the last kept block seen
         for i in self._kept_blocks(piece.offset // bs, shas):
             off = piece.offset + i * bs
-            if self.current is not None and (i != prev + 1 or off % chunk == 0):
-                self._close_current(work, view, seg_start, prev + 1)
+            if seg_start is not None and (off != self.run_end or off % chunk == 0):
+                self._end_run(work, view, seg_start, prev + 1)
                 seg_start = None
-            if self.current is None:
-                self.current, seg_start = self.output.new(off), i
+            if seg_start is None:
+                self._start_run(work, off)
+                seg_start = i
             prev = i
-        if self.current is None or seg_start is None:
+            self.run_end = min(off + bs, self.size)
+        if seg_start is None:
             return
         if prev + 1 < len(shas):        # the run ended inside this piece
-            self._close_current(work, view, seg_start, prev + 1)
+            self._end_run(work, view, seg_start, prev + 1)
             return
         end = piece.end
         final = end == self.size or end % chunk == 0
         self._segment(work, view, seg_start, len(shas), final)
         if final:
             work.actions.append(self.current)
+            self.current = None
+
+    def _start_run(self, work: _Work, offset: int) -> None:
+        """A run of kept blocks starts at ``offset``: in the open object (packed after its
+        other runs) if it is still open and the run lies in its chunk, else in a new one."""
+        obj, chunk = self.current, self.params.chunk_size
+        if obj is not None and offset // chunk == obj.offset // chunk:
+            obj.extents.append([offset, 0])
+            return
+        if obj is not None:
+            work.actions.append(obj)
+        self.current = self.output.new(offset)
+
+    def _end_run(self, work: _Work, view: memoryview, seg_start: int, end: int) -> None:
+        """The open object's run ends before block ``end`` of this piece."""
+        if seg_start < end:
+            self._segment(work, view, seg_start, end, final=True)
+        self._run_ended(work)
+
+    def _run_ended(self, work: _Work) -> None:
+        """Close the open object, unless it may take more runs (2.0.0 packs small runs
+        into objects of up to PACK_LIMIT: an incremental's changed blocks are scattered,
+        and every object costs a file, or a request, of its own)."""
+        obj = self.current
+        if obj is not None and not (self.compact and obj.length < PACK_LIMIT):
+            work.actions.append(obj)
             self.current = None
 
     def _kept_blocks(self, first: int, shas: ShaList) -> list[int]:
@@ -195,21 +230,11 @@ class BackupRun:
         self.result.zero_blocks += len(changed) - len(kept)
         return kept
 
-    def _close_current(self, work: _Work, view: memoryview, seg_start: int | None,
-                       end: int) -> None:
-        """End the open object after block ``end - 1`` of this piece."""
-        if seg_start is not None and seg_start < end:
-            self._segment(work, view, seg_start, end, final=True)
-        work.actions.append(self.current)
-        self.current = None
-
     def _plan_hole(self, work: _Work, shas: ShaList) -> None:
         """A piece wholly in a hole whose zero blocks are not stored: it ends the object."""
         first = work.piece.offset // self.bs
         self.sha256s.extend(shas)
-        if self.current is not None:
-            work.actions.append(self.current)
-            self.current = None
+        self._run_ended(work)
         changed = len(shas) if self.parent is None else len(shas.changed_since(self.parent, first))
         self.result.changed_blocks += changed
         self.result.zero_blocks += changed
@@ -219,6 +244,7 @@ class BackupRun:
         obj = self.current
         assert obj is not None
         data = view[start * self.bs:end * self.bs]
+        obj.extents[-1][1] += len(data)
         comp = obj.compressor
         if self.compact:
             # One task per frame: the same frames as one task for the segment.

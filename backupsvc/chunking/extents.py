@@ -47,9 +47,11 @@ def plan_extents(layers: list[list[ObjectEntry]], newest_zero: list[tuple[int, i
             if entry.end > size:
                 raise IntegrityError(
                     "object %s (offset %d, length %d) lies beyond the end of the %d-byte "
-                    "volume" % (entry.name, entry.offset, entry.length, size))
-            if entry.length:
-                items.append((entry.offset, entry.end, 2 * n, Source(n, entry)))
+                    "volume" % (entry.name, entry.offset, entry.end - entry.offset, size))
+            source = Source(n, entry)
+            for offset, length in entry.spans():      # a packed object: each of its runs
+                if length:
+                    items.append((offset, offset + length, 2 * n, source))
     # Between the older backups and the newest one's own objects.
     items.extend((s, e, 2 * newest - 1, _ZERO) for s, e in newest_zero if e > s)
     items.sort(key=lambda it: it[0])

@@ -7,7 +7,8 @@ data objects ``<prefix>-00001`` ..., ``<prefix>_sha256file`` and, written last,
 Version 1.0.0 is Cinder's: both files are ``json.dumps(obj, sort_keys=True,
 indent=2)`` in UTF-8, byte for byte what Cinder writes. Version 2.0.0 keeps
 the metadata JSON (objects gain ``stored_length`` and ``frames_sha256``, a
-checksum of their stored bytes, instead of an ``md5``; ``zero_extents`` lists the volume's
+checksum of their stored bytes, instead of an ``md5``, and ``extents`` when
+they pack several runs of blocks; ``zero_extents`` lists the volume's
 all-zero ranges) and makes the sha256 file compact: one JSON header line,
 then the zlib-compressed binary digests.
 """
@@ -56,6 +57,13 @@ class ObjectEntry:
     compression: str     # zlib, bz2, zstd or none (normalised)
     stored_length: int | None = None    # 2.0.0: the object's size in the store...
     frames_sha256: str | None = None    # ...and the hex SHA-256 of its frame headers
+    # 2.0.0, an object packing several runs of blocks: (offset, length) of each,
+    # in volume order; their data follow each other in the object. None: one run.
+    extents: tuple[tuple[int, int], ...] | None = None
+
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """(volume offset, length) of each run of data the object holds, in order."""
+        return self.extents or ((self.offset, self.length),)
 
     @property
     def framed(self) -> bool:
@@ -64,7 +72,8 @@ class ObjectEntry:
 
     @property
     def end(self) -> int:
-        return self.offset + self.length
+        offset, length = self.spans()[-1]
+        return offset + length
 
 
 @dataclass
@@ -158,6 +167,8 @@ class Metadata:
                                "offset": o.offset}
         if self.version == COMPACT_VERSION:
             rec.update(stored_length=o.stored_length, frames_sha256=o.frames_sha256)
+            if o.extents is not None:
+                rec["extents"] = [list(e) for e in o.extents]
         else:
             rec["md5"] = o.md5
         return rec
@@ -307,9 +318,31 @@ def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
             raise FormatError("%s: bad stored_length or frames_sha256" % where)
         return ObjectEntry(name=name, offset=offset, length=length, md5=None,
                            compression=compression, stored_length=stored,
-                           frames_sha256=digest)
+                           frames_sha256=digest,
+                           extents=_parse_extents(rec, where, offset, length))
     return ObjectEntry(name=name, offset=offset, length=length,
                        md5=_field(rec, "md5", where, str), compression=compression)
+
+
+def _parse_extents(rec: dict[str, Any], where: str, offset: int,
+                   length: int) -> tuple[tuple[int, int], ...] | None:
+    """A packed object's runs: in increasing order, apart, starting at ``offset``,
+    adding up to ``length``."""
+    if "extents" not in rec:
+        return None
+    items = _field(rec, "extents", where, list)
+    if not all(isinstance(i, list) and len(i) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in i) for i in items):
+        raise FormatError("%s: extents must be [offset, length] pairs" % where)
+    extents = tuple((a, n) for a, n in items)
+    ordered = all(n > 0 for _, n in extents) and all(
+        a + n < b for (a, n), (b, _) in zip(extents, extents[1:], strict=False))
+    if len(extents) < 2 or not ordered or extents[0][0] != offset \
+            or sum(n for _, n in extents) != length:
+        raise FormatError("%s: extents must be two or more non-empty, separate runs in "
+                          "increasing order, from the object's offset and adding up to "
+                          "its length" % where)
+    return extents
 
 
 def _parse_zero_extents(doc: dict[str, Any], what: str) -> list[tuple[int, int]] | None:

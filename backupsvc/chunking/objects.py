@@ -50,6 +50,8 @@ class DataObject:
         self.name = name
         self.offset = offset
         self.length = 0                 # raw bytes assigned (main thread, in order)
+        # [offset, length] of each run of blocks it holds (a packed object: several)
+        self.extents = [[offset, 0]]
         # 1.0.0: md5 of the data; 2.0.0: sha256 of its frame headers.
         self.md5 = None if framed else hashlib.md5(usedforsecurity=False)
         self.frames_sha = hashlib.sha256() if framed else None
@@ -141,7 +143,9 @@ class ObjectOutput:
             entry = manifest.ObjectEntry(
                 name=obj.name, offset=obj.offset, length=obj.length, md5=None,
                 compression=compression, stored_length=obj.stored,
-                frames_sha256=obj.frames_sha.hexdigest())
+                frames_sha256=obj.frames_sha.hexdigest(),
+                extents=tuple((a, n) for a, n in obj.extents) if len(obj.extents) > 1
+                else None)
         else:
             assert obj.md5 is not None
             entry = manifest.ObjectEntry(

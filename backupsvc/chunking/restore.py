@@ -31,7 +31,7 @@ import bisect
 import hashlib
 import queue
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_rang
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
+from backupsvc.chunking.manifest import ObjectEntry
 from backupsvc.chunking.params import (
     EngineParams,
     Layer,
@@ -63,6 +64,7 @@ QUEUED_PER_OBJECT = 12
 EXTRA_OBJECTS_AHEAD = 2
 SMALL_AHEAD_BYTES = 16 * MiB
 MAX_OBJECTS_AHEAD = 64
+
 # Objects the store is told about (will_read) before the readers get to them.
 HINTED_AHEAD = 64
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
@@ -85,6 +87,37 @@ def _zero_pages(data: bytes, start: int, length: int) -> set[int]:
 
 Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
 CheckedRuns = Runs | Future[Runs]
+
+
+@dataclass(frozen=True)
+class _PackPart(ObjectEntry):
+    """Run number ``index`` of the packed object ``whole``, restored as an object of its
+    own: each run is written where the writer reaches it, the object is read once."""
+
+    whole: ObjectEntry | None = None
+    index: int = 0
+
+
+def _unpack(entries: list[ObjectEntry]) -> list[ObjectEntry]:
+    """The entries, each packed object replaced by its runs."""
+    out: list[ObjectEntry] = []
+    for entry in entries:
+        if entry.extents is None:
+            out.append(entry)
+            continue
+        out += [_PackPart(entry.name, offset, length, entry.md5, entry.compression,
+                          entry.stored_length, entry.frames_sha256, whole=entry, index=k)
+                for k, (offset, length) in enumerate(entry.extents)]
+    return out
+
+
+@dataclass
+class _Pack:
+    """A packed object's frames, read and checked once, and where each run's begin."""
+
+    frames: list[tuple[int, int, bytes, bytes]]     # codec, raw length, header, payload
+    firsts: list[int]           # index of each run's first frame, then len(frames)
+    nbytes: int
 
 
 @dataclass
@@ -158,6 +191,12 @@ class RestoreRun:
         self.stop = threading.Event()
         self.checkers: ThreadPoolExecutor     # hash blocks for the producers (_execute)
         self.done = 0               # volume bytes dealt with, for progress
+        # Packed objects read lately (their runs are restored one by one), the
+        # least recently used dropped beyond _packs_budget (see run()).
+        self._packs: OrderedDict[tuple[int, str], Future[_Pack]] = OrderedDict()
+        self._packs_bytes = 0
+        self._packs_budget = 0
+        self._packs_lock = threading.Lock()
 
     def _check_cancelled(self) -> None:
         if self.cancelled():
@@ -181,8 +220,9 @@ class RestoreRun:
                 raise IntegrityError("%s: the zero extents of its metadata disagree with its "
                                      "sha256 file" % newest.label)
         self.zero_starts = [r[0] for r in self.zero_runs]
-        extents = plan_extents([item.meta.objects for item in layers], self.zero_runs,
-                               self.size)
+        extents = plan_extents([_unpack(item.meta.objects) for item in layers],
+                               self.zero_runs, self.size)
+        self._packs_budget = self._pack_budget(layers)
         jobs: dict[int, _ObjectJob] = {}
         work: list[tuple[int, int] | _ObjectJob] = []      # zeros or a job, in offset order
         for ext in extents:
@@ -195,10 +235,10 @@ class RestoreRun:
                 continue
             job = jobs.get(id(ext.source.entry))
             if job is None:
-                if ext.source.entry.offset % bs:
-                    raise IntegrityError("%s starts at offset %d, not on a %d-byte sha block"
-                                         % (self._label(ext.source), ext.source.entry.offset,
-                                            bs))
+                misaligned = [o for o, _ in ext.source.entry.spans() if o % bs]
+                if misaligned:
+                    raise IntegrityError("%s has data at offset %d, not on a %d-byte sha "
+                                         "block" % (self._label(ext.source), misaligned[0], bs))
                 job = jobs[id(ext.source.entry)] = _ObjectJob(ext.source, [])
                 work.append(job)
             job.ranges.append((ext.start, ext.end))
@@ -207,6 +247,14 @@ class RestoreRun:
         self._execute(work)
         self.writer.flush()
         return self.result
+
+    @staticmethod
+    def _pack_budget(layers: list[_LoadedLayer]) -> int:
+        """Stored bytes of packed objects kept read. Where the writer is, each backup has
+        at most one in use: room for the largest of each, and for the next being read."""
+        largest = [max((o.stored_length or 0 for o in item.meta.objects if o.extents),
+                       default=0) for item in layers]
+        return sum(largest) + max(largest)
 
     def _check_zero(self, start: int, end: int) -> None:
         """Bytes no object provides must be zeros according to the newest sha list."""
@@ -303,7 +351,8 @@ class RestoreRun:
                 break
             nxt, self._next = self._next, None
             self._pool.submit(self._produce, nxt)
-            self.result.objects_read += 1
+            if not isinstance(nxt.source.entry, _PackPart):     # (counted when read)
+                self.result.objects_read += 1
             self._ahead_bytes += held
             ahead.append(nxt)
         assert ahead[0] is job
@@ -331,8 +380,11 @@ class RestoreRun:
                     self._will_read = None
                     return
                 self._hinted += 1
+                entry = nxt.source.entry
+                if isinstance(entry, _PackPart) and entry.index:
+                    continue            # its object was hinted with its first run
                 layer = self.layers[nxt.source.layer].layer
-                self._will_read(layer.container, nxt.source.entry.name)
+                self._will_read(layer.container, entry.name)
         finally:
             self._hint_lock.release()
 
@@ -361,7 +413,9 @@ class RestoreRun:
             label = self._label(job.source)
             layer = self.layers[job.source.layer].layer
             self._hint(job.seq + 1)                 # hinted before it is opened
-            if entry.framed:
+            if isinstance(entry, _PackPart):
+                self._produce_part(job, layer, label)
+            elif entry.framed:
                 self._produce_frames(job, layer, label)
             else:
                 self._produce_pieces(job, layer, label)
@@ -418,13 +472,14 @@ class RestoreRun:
         also covers frames this restore does not need.
         """
         entry = job.source.entry
-        pos = 0
+        pos = stored = 0
         with self.store.open_reader(layer.container, entry.name) as raw:
             for codec, length, header, payload in frames.read_frames(raw, label):
                 if self.stop.is_set():
                     return
                 start = entry.offset + pos
                 pos += length
+                stored += len(header) + len(payload)
                 if pos > entry.length:
                     raise IntegrityError("%s holds more than its recorded %d bytes"
                                          % (label, entry.length))
@@ -438,7 +493,96 @@ class RestoreRun:
                     return
         if pos != entry.length:
             raise IntegrityError("%s holds %d bytes, %d recorded" % (label, pos, entry.length))
+        if stored != entry.stored_length:
+            raise IntegrityError("%s is %d bytes in the store, %s recorded"
+                                 % (label, stored, entry.stored_length))
         self._put(job, _DONE)
+
+    def _produce_part(self, job: _ObjectJob, layer: Layer, label: str) -> None:
+        """Queue the frames of one run of a packed object (read once, see _pack)."""
+        entry = job.source.entry
+        assert isinstance(entry, _PackPart) and entry.whole is not None
+        pack = self._pack(job.source.layer, layer, entry.whole, label)
+        start = entry.offset
+        for codec, length, header, payload in \
+                pack.frames[pack.firsts[entry.index]:pack.firsts[entry.index + 1]]:
+            if self.stop.is_set():
+                return
+            if job.needs(start, start + length):
+                msg: object = (start, None, self.checkers.submit(
+                    self._decode_and_check, job, start, codec, length, header, payload,
+                    label))
+            else:
+                msg = (None, None, header)
+            if not self._put(job, msg):
+                return
+            start += length
+        self._put(job, _DONE)
+
+    def _pack(self, number: int, layer: Layer, whole: ObjectEntry, label: str) -> _Pack:
+        """A packed object's frames: read by the first run that needs them, kept for the
+        others while they fit in the budget (read again if they were dropped)."""
+        key = (number, whole.name)
+        with self._packs_lock:
+            future = self._packs.get(key)
+            mine = future is None
+            if future is None:
+                future = self._packs[key] = Future()
+            else:
+                self._packs.move_to_end(key)
+        if not mine:
+            return future.result()
+        try:
+            pack = self._read_pack(layer, whole, label)
+        except BaseException as exc:
+            with self._packs_lock:
+                del self._packs[key]
+            future.set_exception(exc)
+            raise
+        future.set_result(pack)
+        with self._packs_lock:
+            self.result.objects_read += 1
+            self._packs_bytes += pack.nbytes
+            for old in list(self._packs):
+                if self._packs_bytes <= self._packs_budget:
+                    break
+                if old != key and self._packs[old].done():
+                    dropped = self._packs.pop(old)
+                    if dropped.exception() is None:
+                        self._packs_bytes -= dropped.result().nbytes
+        return pack
+
+    def _read_pack(self, layer: Layer, whole: ObjectEntry, label: str) -> _Pack:
+        """Read a packed object whole: every frame's CRC-32 and the object's checksum of
+        frame headers checked, and each run found to be whole frames."""
+        frames_sha = hashlib.sha256()
+        found: list[tuple[int, int, bytes, bytes]] = []
+        firsts, nbytes = [], 0
+        runs = iter(whole.spans())
+        left = 0
+        with self.store.open_reader(layer.container, whole.name) as raw:
+            for codec, length, header, payload in frames.read_frames(raw, label):
+                if self.stop.is_set():
+                    raise Cancelled("restore stopped")
+                frames_sha.update(frames.check_frame(header, payload, label))
+                if not left:
+                    left = next(runs, (0, 0))[1]
+                    firsts.append(len(found))
+                if length > left:
+                    raise IntegrityError("%s: a frame crosses the end of a run of blocks"
+                                         % label)
+                left -= length
+                found.append((codec, length, header, payload))
+                nbytes += len(header) + len(payload)
+        if left or len(firsts) != len(whole.spans()):
+            raise IntegrityError("%s holds less than its recorded %d bytes"
+                                 % (label, whole.length))
+        if nbytes != whole.stored_length:
+            raise IntegrityError("%s is %d bytes in the store, %s recorded"
+                                 % (label, nbytes, whole.stored_length))
+        if frames_sha.hexdigest() != whole.frames_sha256:
+            raise IntegrityError("%s fails its frames_sha256 check" % label)
+        return _Pack(found, [*firsts, len(found)], nbytes)
 
     def _decode_and_check(self, job: _ObjectJob, start: int, codec: int, length: int,
                           header: bytes, payload: bytes,
@@ -492,7 +636,9 @@ class RestoreRun:
             self._check_cancelled()
             msg = job.queue.get()
             if msg is _DONE:
-                if frames_sha is not None and frames_sha.hexdigest() != entry.frames_sha256:
+                # (A packed object's run: the object was checked when it was read.)
+                if frames_sha is not None and not isinstance(entry, _PackPart) \
+                        and frames_sha.hexdigest() != entry.frames_sha256:
                     raise IntegrityError("%s fails its frames_sha256 check"
                                          % self._label(job.source))
                 self._write_spliced(job, self.size + 1)

@@ -78,7 +78,7 @@ def source_size(store, chain_layers, newest_meta) -> int:
     end = 0
     for layer in chain_layers:
         meta = engine.read_metadata(store, layer.container, layer.prefix)
-        end = max([end] + [o.offset + o.length for o in meta.objects])
+        end = max([end] + [o.end for o in meta.objects])
     # Cinder volumes are whole GiB, so the last block is full unless data says less.
     return end if end > (len(shas) - 1) * block else len(shas) * block
 

@@ -93,20 +93,25 @@ def test_zero_skipping_can_be_disabled(tmp_path):
     assert chain.restore()[0] == bytes(40 * KiB)
 
 
-def test_objects_follow_runs_and_chunk_boundaries(tmp_path):
-    chain = Chain(tmp_path, small_params(chunk_size=8 * KiB))
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
+def test_objects_follow_runs_and_chunk_boundaries(tmp_path, version):
+    chain = Chain(tmp_path, small_params(chunk_size=8 * KiB, format_version=version))
     image = bytearray(40 * KiB)
     image[1 * KiB:3 * KiB] = b"a" * 2 * KiB           # run inside chunk 0
     image[5 * KiB:13 * KiB] = b"b" * 8 * KiB          # run crossing 8 KiB: two objects
     image[39 * KiB + 10:] = b"c" * (KiB - 10)          # the last block
     chain.backup(image)
     meta = read_metadata(chain.store, chain.container, chain.layers[0].prefix)
-    spans = [(o.offset, o.length) for o in meta.objects]
-    assert spans == [(1 * KiB, 2 * KiB), (5 * KiB, 3 * KiB), (8 * KiB, 5 * KiB),
-                     (39 * KiB, KiB)]
+    spans = [o.spans() for o in meta.objects]
+    if version == "1.0.0":      # Cinder's layout: an object per run
+        assert spans == [((1 * KiB, 2 * KiB),), ((5 * KiB, 3 * KiB),), ((8 * KiB, 5 * KiB),),
+                         ((39 * KiB, KiB),)]
+    else:                       # runs packed into an object, within its chunk
+        assert spans == [((1 * KiB, 2 * KiB), (5 * KiB, 3 * KiB)), ((8 * KiB, 5 * KiB),),
+                         ((39 * KiB, KiB),)]
     prefix = chain.layers[0].prefix
     assert [o.name for o in meta.objects] == [manifest.data_object_name(prefix, n)
-                                              for n in range(1, 5)]
+                                              for n in range(1, len(spans) + 1)]
     assert chain.restore()[0] == image
 
 

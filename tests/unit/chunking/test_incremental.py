@@ -20,8 +20,9 @@ def params(compression="zlib", **kw) -> EngineParams:
     return EngineParams(**base)
 
 
-def test_scattered_changes_make_exactly_those_objects(tmp_path):
-    chain = Chain(tmp_path, params())
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
+def test_scattered_changes_store_exactly_those_blocks(tmp_path, version):
+    chain = Chain(tmp_path, params(format_version=version))
     rng = random.Random(1)
     image = bytearray(rng.randbytes(64 * KiB))
     chain.backup(image)
@@ -34,9 +35,14 @@ def test_scattered_changes_make_exactly_those_objects(tmp_path):
     _, new = read_sha256s(chain.store, chain.container, chain.layers[1].prefix)
     assert [i for i in range(64) if old[i] != new[i]] == [16, 20]
     meta = read_metadata(chain.store, chain.container, chain.layers[1].prefix)
-    assert [(o.offset, o.length) for o in meta.objects] == [(16 * KiB, KiB), (20 * KiB, KiB)]
+    runs = ((16 * KiB, KiB), (20 * KiB, KiB))
+    if version == "1.0.0":      # an object per run, as Cinder stores them
+        assert [o.spans() for o in meta.objects] == [runs[:1], runs[1:]]
+    else:                       # one object packing both runs
+        assert [o.spans() for o in meta.objects] == [runs]
+        assert meta.objects[0].length == 2 * KiB
     assert meta.parent_id == "b0"
-    assert result.object_count == 2 and result.changed_blocks == 2
+    assert result.object_count == len(meta.objects) and result.changed_blocks == 2
     assert chain.restore()[0] == changed
     assert chain.restore(0)[0] == image
 
