@@ -1022,17 +1022,26 @@ def check_stored_backup(backup_root: Path, backup: dict, image: Path,
             listed.add(name)
             path = container_dir / name
             assert path.is_file(), "object %s listed in the metadata is missing" % path
-            data = object_data(path.read_bytes(), rec, meta["version"], name)
-            assert len(data) == rec["length"], (name, len(data), rec)
-            img.seek(rec["offset"])
-            assert img.read(rec["length"]) == data, (
-                "object %s does not hold the image's bytes at offset %d" % (name, rec["offset"]))
+            check_object_data(img, name, rec,
+                              object_data(path.read_bytes(), rec, meta["version"], name))
     assert listed == data_files, "data files %s but metadata lists %s" % (
         sorted(data_files - listed), sorted(listed - data_files))
     if meta["version"] == "2.0.0":
         assert meta["zero_extents"] == zero_extents(want, os.path.getsize(image)), (
             "zero_extents of %s do not match the image" % backup_id)
     return meta
+
+
+def check_object_data(img, name: str, rec: dict, data: bytes) -> None:
+    """The object's data are the image's bytes where its record says (a packed
+    object: its runs, one after the other)."""
+    assert len(data) == rec["length"], (name, len(data), rec)
+    at = 0
+    for offset, length in rec.get("extents", [[rec["offset"], rec["length"]]]):
+        img.seek(offset)
+        assert img.read(length) == data[at:at + length], (
+            "object %s does not hold the image's bytes at offset %d" % (name, offset))
+        at += length
 
 
 def zero_extents(shas: list[str], size: int, block: int = SHA_BLOCK) -> list[list[int]]:

@@ -153,12 +153,8 @@ def check_stored(stack: Stack, backup: dict, image, parent_id: str | None) -> di
             ((name, rec),) = entry.items()
             listed.append(name)
             assert name.startswith(prefix + "-"), (name, prefix)
-            data = fx.object_data(stack.repo.read(container, name), rec, meta["version"], name)
-            assert len(data) == rec["length"], (name, len(data), rec)
-            img.seek(rec["offset"])
-            assert img.read(rec["length"]) == data, (
-                "object %s does not hold the image's bytes at offset %d" % (name,
-                                                                            rec["offset"]))
+            fx.check_object_data(img, name, rec, fx.object_data(
+                stack.repo.read(container, name), rec, meta["version"], name))
     # What the repository holds for this backup: the listed objects and two manifests.
     stored = {n.rsplit("/", 1)[-1] for n in stack.repo.names(backup_id)}
     expected = {n.rsplit("/", 1)[-1] for n in listed}
