@@ -13,8 +13,8 @@
  *
  * The 32-byte SHA-256 of each block of buffer[start:end] (the last may be
  * short), one after the other. A block of zeros is recognised with a memcmp
- * and gets the digest of that many zero bytes, computed once per call, not
- * the block's own hashing.
+ * and is not hashed: it gets the digest of that many zero bytes, hashed once
+ * per call (and length).
  *
  *   differing_blocks(a, b) -> list[int]
  *

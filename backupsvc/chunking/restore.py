@@ -17,6 +17,8 @@ zeros is compared with zeros instead of hashed); the main thread writes the
 checked data in order. Stores that can read ahead are told by the producers
 which objects come next (``will_read``: the POSIX store starts reading small
 cold objects, which are otherwise one synchronous disk read each).
+A packed object's runs are planned and written each on its own, the object
+read once (backupsvc.chunking.packs).
 Ranges that no object provides are zeros known from the sha list: they are
 neither read nor hashed, and are not written at all on a zeroed target.
 The writer is flushed once, at the end: file writers send page-aligned data
@@ -31,17 +33,16 @@ import bisect
 import hashlib
 import queue
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backupsvc.chunking import frames, manifest
+from backupsvc.chunking import frames, manifest, packs
 from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_range, zero_digest
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
-from backupsvc.chunking.manifest import ObjectEntry
 from backupsvc.chunking.params import (
     EngineParams,
     Layer,
@@ -87,37 +88,6 @@ def _zero_pages(data: bytes, start: int, length: int) -> set[int]:
 
 Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
 CheckedRuns = Runs | Future[Runs]
-
-
-@dataclass(frozen=True)
-class _PackPart(ObjectEntry):
-    """Run number ``index`` of the packed object ``whole``, restored as an object of its
-    own: each run is written where the writer reaches it, the object is read once."""
-
-    whole: ObjectEntry | None = None
-    index: int = 0
-
-
-def _unpack(entries: list[ObjectEntry]) -> list[ObjectEntry]:
-    """The entries, each packed object replaced by its runs."""
-    out: list[ObjectEntry] = []
-    for entry in entries:
-        if entry.extents is None:
-            out.append(entry)
-            continue
-        out += [_PackPart(entry.name, offset, length, entry.md5, entry.compression,
-                          entry.stored_length, entry.frames_sha256, whole=entry, index=k)
-                for k, (offset, length) in enumerate(entry.extents)]
-    return out
-
-
-@dataclass
-class _Pack:
-    """A packed object's frames, read and checked once, and where each run's begin."""
-
-    frames: list[tuple[int, int, bytes, bytes]]     # codec, raw length, header, payload
-    firsts: list[int]           # index of each run's first frame, then len(frames)
-    nbytes: int
 
 
 @dataclass
@@ -191,12 +161,7 @@ class RestoreRun:
         self.stop = threading.Event()
         self.checkers: ThreadPoolExecutor     # hash blocks for the producers (_execute)
         self.done = 0               # volume bytes dealt with, for progress
-        # Packed objects read lately (their runs are restored one by one), the
-        # least recently used dropped beyond _packs_budget (see run()).
-        self._packs: OrderedDict[tuple[int, str], Future[_Pack]] = OrderedDict()
-        self._packs_bytes = 0
-        self._packs_budget = 0
-        self._packs_lock = threading.Lock()
+        self.packs = packs.PackCache(0)     # packed objects being restored run by run
 
     def _check_cancelled(self) -> None:
         if self.cancelled():
@@ -220,9 +185,9 @@ class RestoreRun:
                 raise IntegrityError("%s: the zero extents of its metadata disagree with its "
                                      "sha256 file" % newest.label)
         self.zero_starts = [r[0] for r in self.zero_runs]
-        extents = plan_extents([_unpack(item.meta.objects) for item in layers],
-                               self.zero_runs, self.size)
-        self._packs_budget = self._pack_budget(layers)
+        objects = [item.meta.objects for item in layers]
+        extents = plan_extents([packs.unpack(o) for o in objects], self.zero_runs, self.size)
+        self.packs.limit = packs.budget(objects)
         jobs: dict[int, _ObjectJob] = {}
         work: list[tuple[int, int] | _ObjectJob] = []      # zeros or a job, in offset order
         for ext in extents:
@@ -246,15 +211,8 @@ class RestoreRun:
             self._splice(extents, jobs)
         self._execute(work)
         self.writer.flush()
+        self.result.objects_read += self.packs.reads
         return self.result
-
-    @staticmethod
-    def _pack_budget(layers: list[_LoadedLayer]) -> int:
-        """Stored bytes of packed objects kept read. Where the writer is, each backup has
-        at most one in use: room for the largest of each, and for the next being read."""
-        largest = [max((o.stored_length or 0 for o in item.meta.objects if o.extents),
-                       default=0) for item in layers]
-        return sum(largest) + max(largest)
 
     def _check_zero(self, start: int, end: int) -> None:
         """Bytes no object provides must be zeros according to the newest sha list."""
@@ -351,7 +309,7 @@ class RestoreRun:
                 break
             nxt, self._next = self._next, None
             self._pool.submit(self._produce, nxt)
-            if not isinstance(nxt.source.entry, _PackPart):     # (counted when read)
+            if not isinstance(nxt.source.entry, packs.PackPart):    # (counted when read)
                 self.result.objects_read += 1
             self._ahead_bytes += held
             ahead.append(nxt)
@@ -381,7 +339,7 @@ class RestoreRun:
                     return
                 self._hinted += 1
                 entry = nxt.source.entry
-                if isinstance(entry, _PackPart) and entry.index:
+                if isinstance(entry, packs.PackPart) and entry.index:
                     continue            # its object was hinted with its first run
                 layer = self.layers[nxt.source.layer].layer
                 self._will_read(layer.container, entry.name)
@@ -413,7 +371,7 @@ class RestoreRun:
             label = self._label(job.source)
             layer = self.layers[job.source.layer].layer
             self._hint(job.seq + 1)                 # hinted before it is opened
-            if isinstance(entry, _PackPart):
+            if isinstance(entry, packs.PackPart):
                 self._produce_part(job, layer, label)
             elif entry.framed:
                 self._produce_frames(job, layer, label)
@@ -499,13 +457,14 @@ class RestoreRun:
         self._put(job, _DONE)
 
     def _produce_part(self, job: _ObjectJob, layer: Layer, label: str) -> None:
-        """Queue the frames of one run of a packed object (read once, see _pack)."""
+        """Queue the frames of one run of a packed object (read once: backupsvc.chunking.packs)."""
         entry = job.source.entry
-        assert isinstance(entry, _PackPart) and entry.whole is not None
-        pack = self._pack(job.source.layer, layer, entry.whole, label)
+        whole = entry.whole if isinstance(entry, packs.PackPart) else None
+        assert whole is not None
+        pack = self.packs.get((job.source.layer, whole.name), lambda: packs.read_pack(
+            self.store, layer.container, whole, label, self.stop.is_set))
         start = entry.offset
-        for codec, length, header, payload in \
-                pack.frames[pack.firsts[entry.index]:pack.firsts[entry.index + 1]]:
+        for codec, length, header, payload in pack.run(entry.index):
             if self.stop.is_set():
                 return
             if job.needs(start, start + length):
@@ -518,71 +477,6 @@ class RestoreRun:
                 return
             start += length
         self._put(job, _DONE)
-
-    def _pack(self, number: int, layer: Layer, whole: ObjectEntry, label: str) -> _Pack:
-        """A packed object's frames: read by the first run that needs them, kept for the
-        others while they fit in the budget (read again if they were dropped)."""
-        key = (number, whole.name)
-        with self._packs_lock:
-            future = self._packs.get(key)
-            mine = future is None
-            if future is None:
-                future = self._packs[key] = Future()
-            else:
-                self._packs.move_to_end(key)
-        if not mine:
-            return future.result()
-        try:
-            pack = self._read_pack(layer, whole, label)
-        except BaseException as exc:
-            with self._packs_lock:
-                del self._packs[key]
-            future.set_exception(exc)
-            raise
-        future.set_result(pack)
-        with self._packs_lock:
-            self.result.objects_read += 1
-            self._packs_bytes += pack.nbytes
-            for old in list(self._packs):
-                if self._packs_bytes <= self._packs_budget:
-                    break
-                if old != key and self._packs[old].done():
-                    dropped = self._packs.pop(old)
-                    if dropped.exception() is None:
-                        self._packs_bytes -= dropped.result().nbytes
-        return pack
-
-    def _read_pack(self, layer: Layer, whole: ObjectEntry, label: str) -> _Pack:
-        """Read a packed object whole: every frame's CRC-32 and the object's checksum of
-        frame headers checked, and each run found to be whole frames."""
-        frames_sha = hashlib.sha256()
-        found: list[tuple[int, int, bytes, bytes]] = []
-        firsts, nbytes = [], 0
-        runs = iter(whole.spans())
-        left = 0
-        with self.store.open_reader(layer.container, whole.name) as raw:
-            for codec, length, header, payload in frames.read_frames(raw, label):
-                if self.stop.is_set():
-                    raise Cancelled("restore stopped")
-                frames_sha.update(frames.check_frame(header, payload, label))
-                if not left:
-                    left = next(runs, (0, 0))[1]
-                    firsts.append(len(found))
-                if length > left:
-                    raise IntegrityError("%s: a frame crosses the end of a run of blocks"
-                                         % label)
-                left -= length
-                found.append((codec, length, header, payload))
-                nbytes += len(header) + len(payload)
-        if left or len(firsts) != len(whole.spans()):
-            raise IntegrityError("%s holds less than its recorded %d bytes"
-                                 % (label, whole.length))
-        if nbytes != whole.stored_length:
-            raise IntegrityError("%s is %d bytes in the store, %s recorded"
-                                 % (label, nbytes, whole.stored_length))
-        if frames_sha.hexdigest() != whole.frames_sha256:
-            raise IntegrityError("%s fails its frames_sha256 check" % label)
-        return _Pack(found, [*firsts, len(found)], nbytes)
 
     def _decode_and_check(self, job: _ObjectJob, start: int, codec: int, length: int,
                           header: bytes, payload: bytes,
@@ -637,7 +531,7 @@ class RestoreRun:
             msg = job.queue.get()
             if msg is _DONE:
                 # (A packed object's run: the object was checked when it was read.)
-                if frames_sha is not None and not isinstance(entry, _PackPart) \
+                if frames_sha is not None and not isinstance(entry, packs.PackPart) \
                         and frames_sha.hexdigest() != entry.frames_sha256:
                     raise IntegrityError("%s fails its frames_sha256 check"
                                          % self._label(job.source))

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from backupsvc.chunking import manifest, restore
+from backupsvc.chunking import manifest, packs
 from backupsvc.chunking.backup import PACK_LIMIT
 from backupsvc.chunking.engine import read_metadata
 from backupsvc.chunking.errors import FormatError, IntegrityError
@@ -67,7 +67,7 @@ def test_a_chain_of_packs_restores_reading_each_object_once(tmp_path):
 def test_packs_dropped_from_memory_are_read_again(tmp_path, monkeypatch):
     store = CountingStore(str(tmp_path / "store"))
     chain = chain_of_scattered_changes(tmp_path, COMPACT_VERSION, workers=2, store=store)
-    monkeypatch.setattr(restore.RestoreRun, "_pack_budget", staticmethod(lambda layers: 0))
+    monkeypatch.setattr(packs, "budget", lambda layers: 0)
     data, result = chain.restore()
     assert data == chain.images[-1]
     assert max(store.reads.values()) > 1          # some pack was read for several runs
