@@ -32,7 +32,6 @@ from typing import Any
 from backupsvc.chunking import manifest
 from backupsvc.chunking.compression import CompressorFactory
 from backupsvc.chunking.errors import Cancelled
-from backupsvc.chunking.extents import zero_runs
 from backupsvc.chunking.frames import FRAME_SIZE, FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
 from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams, MiB
@@ -282,7 +281,7 @@ class BackupRun:
         version = self.params.format_version
         zero_extents = None
         if self.compact:
-            zero_extents = [(a, b - a) for a, b in zero_runs(self.sha256s, self.size)]
+            zero_extents = [(a, b - a) for a, b in self.sha256s.zero_runs(self.size)]
         sha = manifest.Sha256File(
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,

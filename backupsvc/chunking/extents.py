@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from backupsvc.chunking.errors import IntegrityError
 from backupsvc.chunking.manifest import ObjectEntry
-from backupsvc.chunking.shalist import ShaList
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,11 +28,6 @@ class Extent:
     start: int
     end: int
     source: Source | None       # None: the range is zeros
-
-
-def zero_runs(sha256s: ShaList, size: int) -> list[tuple[int, int]]:
-    """Byte ranges of the maximal runs of all-zero blocks according to ``sha256s``."""
-    return sha256s.zero_runs(size)
 
 
 def plan_extents(layers: list[list[ObjectEntry]], newest_zero: list[tuple[int, int]],

@@ -42,7 +42,7 @@ from backupsvc.chunking import frames, manifest, packs
 from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_range, zero_digest
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
-from backupsvc.chunking.extents import Extent, Source, plan_extents, zero_runs
+from backupsvc.chunking.extents import Extent, Source, plan_extents
 from backupsvc.chunking.params import (
     EngineParams,
     Layer,
@@ -65,7 +65,6 @@ QUEUED_PER_OBJECT = 12
 EXTRA_OBJECTS_AHEAD = 2
 SMALL_AHEAD_BYTES = 16 * MiB
 MAX_OBJECTS_AHEAD = 64
-
 # Objects the store is told about (will_read) before the readers get to them.
 HINTED_AHEAD = 64
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
@@ -177,7 +176,7 @@ class RestoreRun:
                                  % (newest.label, len(self.shas), bs, self.size,
                                     -(-self.size // bs)))
         self.piece = max(1, self.params.piece_size // bs) * bs
-        self.zero_runs = zero_runs(self.shas, self.size)
+        self.zero_runs = self.shas.zero_runs(self.size)
         if newest.meta.zero_extents is not None:
             # 2.0.0 states them; they must agree with the digests.
             stated = [(off, off + n) for off, n in newest.meta.zero_extents]
@@ -200,10 +199,11 @@ class RestoreRun:
                 continue
             job = jobs.get(id(ext.source.entry))
             if job is None:
-                misaligned = [o for o, _ in ext.source.entry.spans() if o % bs]
-                if misaligned:
-                    raise IntegrityError("%s has data at offset %d, not on a %d-byte sha "
-                                         "block" % (self._label(ext.source), misaligned[0], bs))
+                # (Packed objects are planned run by run: one span each.)
+                if ext.source.entry.offset % bs:
+                    raise IntegrityError("%s starts at offset %d, not on a %d-byte sha block"
+                                         % (self._label(ext.source), ext.source.entry.offset,
+                                            bs))
                 job = jobs[id(ext.source.entry)] = _ObjectJob(ext.source, [])
                 work.append(job)
             job.ranges.append((ext.start, ext.end))

@@ -1,4 +1,4 @@
-"""zero_runs: the all-zero block runs of a sha list, against a block-by-block reference."""
+"""ShaList.zero_runs: the all-zero block runs of a sha list, against a block-by-block reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 import pytest
 
 from backupsvc.chunking.blocks import zero_sha
-from backupsvc.chunking.extents import zero_runs
 from backupsvc.chunking.shalist import RUN_MIN, ShaList
 
 BS = 4096
@@ -42,8 +41,8 @@ def test_zero_runs_matches_a_block_by_block_reference(seed):
         shas += [pick] * min(run, count - len(shas))
     if rng.random() < 0.5:
         shas[-1] = zero_sha(tail)
-    assert zero_runs(ShaList.from_hex(shas, BS), size) == _reference(shas, size)
+    assert ShaList.from_hex(shas, BS).zero_runs(size) == _reference(shas, size)
 
 
 def test_zero_runs_of_nothing():
-    assert zero_runs(ShaList(BS), 0) == []
+    assert ShaList(BS).zero_runs(0) == []
