@@ -116,45 +116,51 @@ def _choose_parent(ctx, volume, snapshot):
 def create(ctx, volume_id: str, *, name=None, description=None, container=None,
            incremental=False, force=False, snapshot_id=None, metadata=None,
            availability_zone=None):
-    volume = db.volume_get(ctx, volume_id)
-    policy.authorize(ctx, "backup:create", _target(volume))
-    snapshot, snapshot_time = _check_source(ctx, volume, snapshot_id, force)
-    quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0)
-    parent = _choose_parent(ctx, volume, snapshot) if incremental else None
-    # POSIX data lives on one host: an incremental must run where its parent is.
-    preferred = parent.host if parent is not None else None
-    host = placement.choose_worker(preferred)
-
-    if snapshot is not None:
-        if not db.snapshot_cas_status(ctx, snapshot.id, S.BACKING_UP, [S.AVAILABLE]):
-            raise exception.InvalidSnapshot(
-                reason="Snapshot %s changed status while the backup was being "
-                       "requested; retry." % snapshot.id)
-    elif not db.volume_cas_status(ctx, volume.id, V.BACKING_UP, [volume.status],
-                                  previous_status=volume.status):
-        raise exception.InvalidVolume(
-            reason="Volume %s changed status while the backup was being requested; "
-                   "retry." % volume.id)
+    with db.reading(ctx):       # every check reads in one transaction
+        volume = db.volume_get(ctx, volume_id)
+        policy.authorize(ctx, "backup:create", _target(volume))
+        snapshot, snapshot_time = _check_source(ctx, volume, snapshot_id, force)
+        quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0)
+        parent = _choose_parent(ctx, volume, snapshot) if incremental else None
+        # POSIX data lives on one host: an incremental must run where its parent is.
+        preferred = parent.host if parent is not None else None
+        host = placement.choose_worker(preferred, ctx)
+        seeded = db.usage_seeded(ctx, ctx.project_id)
+    if not seeded:
+        db.seed_usage(ctx, ctx.project_id)    # the project's first backup
 
     now = timeutils.utcnow()
-    try:
-        backup = db.backup_create(ctx, {
-            "user_id": ctx.user_id, "project_id": ctx.project_id,
-            "volume_id": volume.id, "display_name": name,
-            "display_description": description, "container": container,
-            "parent_id": parent.id if parent is not None else None,
-            "size": volume.size, "snapshot_id": snapshot_id, "host": host,
-            "availability_zone": availability_zone or volume.availability_zone
-            or CONF.storage_availability_zone,
-            "status": B.CREATING, "created_at": now,
-            "data_timestamp": snapshot_time or now,
-        }, metadata=metadata or None, quota_limits=quota.backup_limits())
-    except Exception:
-        _return_source(ctx, volume, snapshot)
-        raise
+    backup = _claim_source_and_insert(ctx, volume, snapshot, {
+        "user_id": ctx.user_id, "project_id": ctx.project_id,
+        "volume_id": volume.id, "display_name": name,
+        "display_description": description, "container": container,
+        "parent_id": parent.id if parent is not None else None,
+        "size": volume.size, "snapshot_id": snapshot_id, "host": host,
+        "availability_zone": availability_zone or volume.availability_zone
+        or CONF.storage_availability_zone,
+        "status": B.CREATING, "created_at": now,
+        "data_timestamp": snapshot_time or now,
+    }, metadata or None)
     _cast_or_fail(ctx, backup, lambda: _rpc().create_backup(ctx, host, backup.id),
                   lambda: _return_source(ctx, volume, snapshot))
     return backup
+
+
+def _claim_source_and_insert(ctx, volume, snapshot, values: dict, metadata):
+    """Move the source to backing-up, take the quota and insert the row, all or none."""
+    with db.writing(ctx):
+        if snapshot is not None:
+            if not db.snapshot_cas_status(ctx, snapshot.id, S.BACKING_UP, [S.AVAILABLE]):
+                raise exception.InvalidSnapshot(
+                    reason="Snapshot %s changed status while the backup was being "
+                           "requested; retry." % snapshot.id)
+        elif not db.volume_cas_status(ctx, volume.id, V.BACKING_UP, [volume.status],
+                                      previous_status=volume.status):
+            raise exception.InvalidVolume(
+                reason="Volume %s changed status while the backup was being requested; "
+                       "retry." % volume.id)
+        return db.backup_create(ctx, values, metadata=metadata,
+                                quota_limits=quota.backup_limits())
 
 
 def _return_source(ctx, volume, snapshot) -> None:

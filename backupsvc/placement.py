@@ -16,15 +16,16 @@ from backupsvc.db import api as db
 CONF = cfg.CONF
 
 
-def live_workers() -> list[str]:
-    services = db.service_get_all_up(get_admin_context(), rpc.WORKER_BINARY,
+def live_workers(ctx=None) -> list[str]:
+    """Hosts of the live workers; ``ctx``: read in its transaction (any context will do)."""
+    services = db.service_get_all_up(ctx or get_admin_context(), rpc.WORKER_BINARY,
                                      CONF.service_down_time)
     return [s.host for s in services]
 
 
-def choose_worker(preferred_host: str | None = None) -> str:
+def choose_worker(preferred_host: str | None = None, ctx=None) -> str:
     """The preferred host if it is alive, else any live worker; 503 if none."""
-    hosts = live_workers()
+    hosts = live_workers(ctx)
     if not hosts:
         raise exception.NoWorkerAlive()
     if preferred_host in hosts:

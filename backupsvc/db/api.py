@@ -4,6 +4,11 @@ Status changes are single UPDATE statements guarded by the expected current
 status (``UPDATE ... WHERE id=? AND status IN (...)``), so two actors racing
 for the same row cannot both win. Functions return detached ORM rows
 (enginefacade keeps attributes loaded after the transaction ends).
+
+Each function runs in its own transaction, unless the caller groups several
+in one with :func:`reading` or :func:`writing`: the calls made inside with
+the same context join that transaction (one connection checkout and one
+commit instead of one each, and the writes succeed or fail together).
 """
 
 import datetime
@@ -22,6 +27,7 @@ from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
     quota_usage,
     release_quota,
     seed_usage,
+    usage_seeded,
 )
 
 # Re-exported: callers configure the database through this module.
@@ -29,6 +35,17 @@ configure = session.configure
 get_engine = session.get_engine
 main_context_manager = session.main_context_manager
 _now = session.now
+
+
+def reading(context):
+    """One read transaction for the db calls made with ``context`` inside the block."""
+    return main_context_manager.reader.using(context)
+
+
+def writing(context):
+    """One write transaction for the db calls made with ``context`` inside the block
+    (reads join it too; a writer cannot be opened inside a :func:`reading` block)."""
+    return main_context_manager.writer.using(context)
 
 
 # --------------------------------------------------------------------- helpers

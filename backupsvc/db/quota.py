@@ -24,11 +24,25 @@ def backup_usage(context, project_id: str) -> tuple[int, int]:
     return int(count), int(gigabytes)
 
 
-def seed_usage(context, project_id: str) -> None:
+RESOURCES = frozenset({"backups", "backup_gigabytes"})
+
+
+def _present(context, project_id: str) -> set[str]:
     with main_context_manager.reader.using(context) as session:
-        present = set(session.scalars(select(models.QuotaUsage.resource).where(
+        return set(session.scalars(select(models.QuotaUsage.resource).where(
             models.QuotaUsage.project_id == project_id)))
-    if present >= {"backups", "backup_gigabytes"}:
+
+
+def usage_seeded(context, project_id: str) -> bool:
+    """Whether the project's counters exist (a read: it may join a reading block)."""
+    return _present(context, project_id) >= RESOURCES
+
+
+def seed_usage(context, project_id: str) -> None:
+    """Create the project's missing counters, each in a transaction of its own
+    (so not inside a caller's transaction, unless they exist: see usage_seeded)."""
+    present = _present(context, project_id)
+    if present >= RESOURCES:
         return
     count, gigabytes = backup_usage(context, project_id)
     for resource, in_use in (("backups", count), ("backup_gigabytes", gigabytes)):

@@ -140,24 +140,25 @@ class BackupManager:
     def _create_backup(self, backup_id: str, user_ctx=None) -> None:
         ctx = get_admin_context()
         store = storage.get_store(CONF, user_ctx)
-        backup = db.backup_get(ctx, backup_id, project_only=False)
-        volume = db.volume_get(ctx, backup.volume_id, project_only=False)
-        snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
-                    if backup.snapshot_id else None)
-        if backup.status != B.CREATING:
-            # Cancelled (force delete, reset) before the job started: the
-            # volume was moved to backing-up for this backup; give it back.
-            LOG.info("Backup %s is %s, not creating; not starting it", backup_id,
-                     backup.status)
-            self._return_source(ctx, volume, snapshot)
-            return
-        container = backup.container or store.default_container(backup.id)
-        prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
-        # Record where the objects go before writing any, so a crash or a
-        # delete can always find and remove them.
-        backup = db.backup_update(ctx, backup.id, {
-            "container": container, "service_metadata": prefix, "service": self.service,
-            "host": self.host})
+        with db.writing(ctx):       # the claim reads and writes in one transaction
+            backup = db.backup_get(ctx, backup_id, project_only=False)
+            volume = db.volume_get(ctx, backup.volume_id, project_only=False)
+            snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
+                        if backup.snapshot_id else None)
+            if backup.status != B.CREATING:
+                # Cancelled (force delete, reset) before the job started: the
+                # volume was moved to backing-up for this backup; give it back.
+                LOG.info("Backup %s is %s, not creating; not starting it", backup_id,
+                         backup.status)
+                self._return_source(ctx, volume, snapshot)
+                return
+            container = backup.container or store.default_container(backup.id)
+            prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
+            # Record where the objects go before writing any, so a crash or a
+            # delete can always find and remove them.
+            backup = db.backup_update(ctx, backup.id, {
+                "container": container, "service_metadata": prefix,
+                "service": self.service, "host": self.host})
         watch = StatusWatch(ctx, backup.id, B.CREATING)
         notifications.notify(ctx, backup, "create.start")
         progress = notifications.ProgressReporter(
@@ -180,18 +181,22 @@ class BackupManager:
             self._notify_current(ctx, backup.id, "create.error")
             return
         progress.send(1, 1)
-        # The volume first: a client that sees the backup available may at
-        # once back the volume up again.
-        self._return_source(ctx, volume, snapshot)
-        if db.backup_complete(ctx, backup.id, backup.parent_id,
-                              object_count=result.object_count, size=volume.size):
+        # The volume and the backup in one transaction: a client that sees the
+        # backup available may at once back the volume up again.
+        with db.writing(ctx):
+            self._return_source(ctx, volume, snapshot)
+            completed = db.backup_complete(ctx, backup.id, backup.parent_id,
+                                           object_count=result.object_count,
+                                           size=volume.size)
+            row = db.backup_get(ctx, backup.id, project_only=False, read_deleted=True)
+        if completed:
             LOG.info("Backup %s is available: %d objects, %d bytes read, %d stored",
                      backup.id, result.object_count, result.bytes_read, result.bytes_stored)
         else:
             # Cancelled between the last check and the end: drop what we wrote.
             LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
             self._safe_delete(store, container, prefix)
-        self._notify_current(ctx, backup.id, "create.end")
+        notifications.notify(ctx, row, "create.end")
 
     @staticmethod
     def _notify_current(ctx, backup_id: str, suffix: str) -> None:

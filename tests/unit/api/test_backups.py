@@ -388,6 +388,31 @@ def test_over_quota_is_413_overlimit(admin):
     assert response.headers["Retry-After"] == "0"
 
 
+def test_quota_taken_meanwhile_is_413_and_the_volume_stays_available(admin, sqlite_db,
+                                                                     project):
+    """The early check passes (no backup rows yet) but another request took the
+    last backup of the quota meanwhile (its counter says so): the status change
+    and the insert are one transaction, so the refusal leaves the volume as it was."""
+    from backupsvc.db import models
+    from backupsvc.db.session import main_context_manager
+
+    volume = admin.make_volume()
+    ctx = get_admin_context()
+    sqlite_db.seed_usage(ctx, project)
+    with main_context_manager.writer.using(ctx) as session:
+        session.query(models.QuotaUsage).filter_by(
+            project_id=project, resource="backups").update({"in_use": 1})
+    CONF.set_override("quota_backups", 1)
+    try:
+        response = admin.post("backups", {"backup": {"volume_id": volume["id"]}}, status=413)
+    finally:
+        CONF.clear_override("quota_backups")
+    assert "Maximum number of backups allowed (1) exceeded" in response.text
+    assert admin.get("volumes/%s" % volume["id"]).json["volume"]["status"] == "available"
+    assert admin.get("backups", status=200).json["backups"] == []
+    assert sqlite_db.quota_usage(ctx, project)["backups"] == 1
+
+
 def test_no_live_worker_is_503_and_changes_nothing(admin, sqlite_db):
     volume = admin.make_volume()
     sqlite_db.service_mark_down(get_admin_context(), WORKER_HOST, rpc.WORKER_BINARY)
