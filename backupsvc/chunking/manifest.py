@@ -35,6 +35,11 @@ SUPPORTED_VERSIONS = frozenset({CINDER_VERSION, COMPACT_VERSION})
 DIGEST_SIZE = 32
 DIGEST_PART = 8192 * DIGEST_SIZE     # digests inflated at a time
 
+# The digests themselves do not compress; runs of zero-block digests do, and
+# level 1 finds them: 5 % larger than level 6, in less than half the time
+# (this file is written after the data, so its time adds to the backup's).
+SHA_FILE_LEVEL = 1
+
 
 def data_object_name(prefix: str, number: int) -> str:
     return "%s-%05d" % (prefix, number)
@@ -125,7 +130,7 @@ class Sha256File:
         doc.update(block_count=len(self.sha256s), volume_size=self.volume_size,
                    encoding="zlib", digests_sha256=blob_sha.hexdigest())
         yield json.dumps(doc, sort_keys=True).encode("utf-8") + b"\n"
-        packer = deflate.compressobj(6)
+        packer = deflate.compressobj(SHA_FILE_LEVEL)
         for part in self.sha256s.binary_parts():
             yield packer.compress(part)
         yield packer.flush()

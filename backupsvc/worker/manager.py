@@ -264,15 +264,18 @@ class BackupManager:
                         user_ctx=None) -> None:
         ctx = get_admin_context()
         store = storage.get_store(CONF, user_ctx)
-        backup = db.backup_get(ctx, backup_id, project_only=False)
-        volume = db.volume_get(ctx, volume_id, project_only=False)
-        if backup.status != B.RESTORING or volume.status != V.RESTORING_BACKUP:
-            LOG.warning("Restore of backup %s to volume %s not started: backup is %s, "
-                        "volume is %s", backup_id, volume_id, backup.status, volume.status)
-            # Cancelled before it started: same outcome as a cancel mid-way.
-            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR], admin_override=True)
-            db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
-            return
+        with db.writing(ctx):       # the statuses move together or not at all
+            backup = db.backup_get(ctx, backup_id, project_only=False)
+            volume = db.volume_get(ctx, volume_id, project_only=False)
+            if backup.status != B.RESTORING or volume.status != V.RESTORING_BACKUP:
+                LOG.warning("Restore of backup %s to volume %s not started: backup is %s, "
+                            "volume is %s", backup_id, volume_id, backup.status,
+                            volume.status)
+                # Cancelled before it started: same outcome as a cancel mid-way.
+                db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR],
+                                     admin_override=True)
+                db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
+                return
         watch = StatusWatch(ctx, backup.id, B.RESTORING)
         notifications.notify(ctx, backup, "restore.start", restore_volume_id=volume.id)
         try:
@@ -294,22 +297,27 @@ class BackupManager:
         except engine.Cancelled:
             LOG.info("Restore of backup %s to volume %s was cancelled", backup.id, volume.id)
             # Cinder's rule: the backup is usable again; the volume's content is unknown.
-            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR, B.RESTORING],
-                                 admin_override=True)
-            db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
-            self._notify_current(ctx, backup.id, "restore.end")
+            with db.writing(ctx):
+                db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR, B.RESTORING],
+                                     admin_override=True)
+                db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
+                row = db.backup_get(ctx, backup.id, project_only=False, read_deleted=True)
+            notifications.notify(ctx, row, "restore.end")
             return
         except Exception as exc:
             LOG.exception("Restore of backup %s to volume %s failed", backup.id, volume.id)
-            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
-            db.volume_cas_status(ctx, volume.id, V.ERROR_RESTORING, [V.RESTORING_BACKUP])
-            row = db.backup_get(ctx, backup.id, project_only=False)
+            with db.writing(ctx):
+                db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+                db.volume_cas_status(ctx, volume.id, V.ERROR_RESTORING, [V.RESTORING_BACKUP])
+                row = db.backup_get(ctx, backup.id, project_only=False)
             notifications.notify(ctx, row, "restore.error", restore_volume_id=volume.id,
                                  fail_reason=_reason(exc))
             return
-        db.volume_cas_status(ctx, volume.id, V.AVAILABLE, [V.RESTORING_BACKUP])
-        db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
-        self._notify_current(ctx, backup.id, "restore.end")
+        with db.writing(ctx):       # the volume and the backup become available together
+            db.volume_cas_status(ctx, volume.id, V.AVAILABLE, [V.RESTORING_BACKUP])
+            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+            row = db.backup_get(ctx, backup.id, project_only=False, read_deleted=True)
+        notifications.notify(ctx, row, "restore.end")
         LOG.info("Restored backup %s to volume %s: %d bytes written", backup.id, volume.id,
                  result.bytes_written)
 
