@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from backupsvc.chunking import manifest
+from backupsvc.chunking import manifest, shafile
 from backupsvc.chunking.backup import run_backup
 from backupsvc.chunking.errors import Cancelled, FormatError, IntegrityError
 from backupsvc.chunking.manifest import Metadata, ObjectEntry, Sha256File
@@ -48,7 +48,7 @@ __all__ = [
 
 def read_sha256s(store: ObjectStore, container: str, prefix: str) -> tuple[int, list[str]]:
     """(sha block size, sha256 list) of a backup, e.g. the parent of an incremental."""
-    sha = manifest.load_sha256file(store, container, prefix)
+    sha = shafile.load(store, container, prefix)
     return sha.chunk_size, sha.sha256s
 
 

@@ -33,7 +33,6 @@ COMPACT_VERSION = "2.0.0"
 FORMAT_VERSION = CINDER_VERSION          # the default of the dataclasses below
 SUPPORTED_VERSIONS = frozenset({CINDER_VERSION, COMPACT_VERSION})
 DIGEST_SIZE = 32
-DIGEST_PART = 8192 * DIGEST_SIZE     # digests inflated at a time
 
 # The digests themselves do not compress; runs of zero-block digests do, and
 # level 1 finds them: 5 % larger than level 6, in less than half the time
@@ -215,7 +214,7 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-def _field(doc: dict[str, Any], key: str, what: str, kind: type | tuple[type, ...]) -> Any:
+def field_of(doc: dict[str, Any], key: str, what: str, kind: type | tuple[type, ...]) -> Any:
     if key not in doc:
         raise FormatError("%s has no %r field" % (what, key))
     value = doc[key]
@@ -225,82 +224,6 @@ def _field(doc: dict[str, Any], key: str, what: str, kind: type | tuple[type, ..
     return value
 
 
-def _inflate_digests(body: bytes, count: int, block_size: int, checksum: Any,
-                     what: str) -> ShaList:
-    """The packed digests of a 2.0.0 sha256 file, checked; inflated a part at a time,
-    so a large volume's list never exists as one binary string as well."""
-    shas = ShaList(block_size)
-    blob_sha = hashlib.sha256()
-    inflater = deflate.decompressobj()
-    expected, got, carry = count * DIGEST_SIZE, 0, b""
-    try:
-        while not inflater.eof:
-            part = inflater.decompress(body, DIGEST_PART)
-            body = inflater.unconsumed_tail
-            if not part:
-                break                       # input ended before the stream did
-            got += len(part)
-            if got > expected:
-                break
-            blob_sha.update(part)
-            part, carry = carry + part, b""
-            whole = len(part) - len(part) % DIGEST_SIZE
-            shas.append(part[:whole])
-            carry = part[whole:]
-    except deflate.ERRORS as exc:
-        raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
-    if not inflater.eof or got != expected or blob_sha.hexdigest() != checksum:
-        raise IntegrityError("%s: the digest list fails its checksum" % what)
-    return shas
-
-
-def _parse_compact_sha256file(head: bytes, body: bytes, what: str) -> Sha256File | None:
-    """A 2.0.0 sha256 file (JSON header line, zlib of the digests), or None if not one."""
-    try:
-        doc = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(doc, dict) or doc.get("version") != COMPACT_VERSION:
-        return None
-    chunk_size = _field(doc, "chunk_size", what, int)
-    count = _field(doc, "block_count", what, int)
-    volume_size = _field(doc, "volume_size", what, int)
-    if chunk_size <= 0 or count != -(-volume_size // chunk_size):
-        raise FormatError("%s: %d blocks of %d bytes do not make a %d-byte volume"
-                          % (what, count, chunk_size, volume_size))
-    if doc.get("encoding") != "zlib":
-        raise FormatError("%s: unknown digest encoding %r" % (what, doc.get("encoding")))
-    shas = _inflate_digests(body, count, chunk_size, doc.get("digests_sha256"), what)
-    return Sha256File(
-        backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
-        backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
-        created_at=doc.get("created_at"), chunk_size=chunk_size, sha256s=shas,
-        version=COMPACT_VERSION, volume_size=volume_size)
-
-
-def parse_sha256file(data: bytes, what: str = "sha256file") -> Sha256File:
-    head, newline, body = data.partition(b"\n")
-    if newline and head.startswith(b"{\""):       # Cinder's JSON starts with "{\n"
-        compact = _parse_compact_sha256file(head, body, what)
-        if compact is not None:
-            return compact
-    doc = _load(data, what)
-    if doc["version"] != CINDER_VERSION:
-        raise FormatError("%s: a %s sha256 file must not be JSON" % (what, doc["version"]))
-    chunk_size = _field(doc, "chunk_size", what, int)
-    if chunk_size <= 0:
-        raise FormatError("%s: chunk_size must be positive" % what)
-    try:
-        shas = ShaList.from_hex(_field(doc, "sha256s", what, list), chunk_size)
-    except ValueError as exc:
-        raise FormatError("%s: sha256s: %s" % (what, exc)) from None
-    return Sha256File(
-        backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
-        backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
-        created_at=doc.get("created_at"), chunk_size=chunk_size, sha256s=shas,
-        version=doc["version"])
-
-
 def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
     if not isinstance(item, dict) or len(item) != 1:
         raise FormatError("%s: each objects entry must map one name to its record" % what)
@@ -308,8 +231,8 @@ def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
     where = "%s, object %s" % (what, name)
     if not isinstance(rec, dict):
         raise FormatError("%s: record is not an object" % where)
-    offset = _field(rec, "offset", where, int)
-    length = _field(rec, "length", where, int)
+    offset = field_of(rec, "offset", where, int)
+    length = field_of(rec, "length", where, int)
     if offset < 0 or length < 0:
         raise FormatError("%s: negative offset or length" % where)
     try:
@@ -317,8 +240,8 @@ def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
     except ValueError as exc:
         raise FormatError("%s: %s" % (where, exc)) from exc
     if version == COMPACT_VERSION:
-        stored = _field(rec, "stored_length", where, int)
-        digest = _field(rec, "frames_sha256", where, str)
+        stored = field_of(rec, "stored_length", where, int)
+        digest = field_of(rec, "frames_sha256", where, str)
         if stored < 0 or len(digest) != 2 * DIGEST_SIZE:
             raise FormatError("%s: bad stored_length or frames_sha256" % where)
         return ObjectEntry(name=name, offset=offset, length=length, md5=None,
@@ -326,7 +249,7 @@ def _parse_object(item: Any, what: str, version: str) -> ObjectEntry:
                            frames_sha256=digest,
                            extents=_parse_extents(rec, where, offset, length))
     return ObjectEntry(name=name, offset=offset, length=length,
-                       md5=_field(rec, "md5", where, str), compression=compression)
+                       md5=field_of(rec, "md5", where, str), compression=compression)
 
 
 def _parse_extents(rec: dict[str, Any], where: str, offset: int,
@@ -335,7 +258,7 @@ def _parse_extents(rec: dict[str, Any], where: str, offset: int,
     adding up to ``length``."""
     if "extents" not in rec:
         return None
-    items = _field(rec, "extents", where, list)
+    items = field_of(rec, "extents", where, list)
     if not all(isinstance(i, list) and len(i) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in i) for i in items):
         raise FormatError("%s: extents must be [offset, length] pairs" % where)
@@ -354,7 +277,7 @@ def _parse_zero_extents(doc: dict[str, Any], what: str) -> list[tuple[int, int]]
     if doc["version"] != COMPACT_VERSION:
         return None
     extents = []
-    for item in _field(doc, "zero_extents", what, list):
+    for item in field_of(doc, "zero_extents", what, list):
         if not (isinstance(item, list) and len(item) == 2
                 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                         for v in item)):
@@ -366,7 +289,7 @@ def _parse_zero_extents(doc: dict[str, Any], what: str) -> list[tuple[int, int]]
 def parse_metadata(data: bytes, what: str = "metadata") -> Metadata:
     doc = _load(data, what)
     objects = [_parse_object(item, what, doc["version"])
-               for item in _field(doc, "objects", what, list)]
+               for item in field_of(doc, "objects", what, list)]
     return Metadata(
         backup_id=doc.get("backup_id"), volume_id=doc.get("volume_id"),
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
@@ -383,11 +306,6 @@ def _get(store: ObjectStore, container: str, name: str) -> bytes:
     except ObjectNotFound as exc:
         raise IntegrityError("backup object %s is missing from container %s"
                              % (name, container)) from exc
-
-
-def load_sha256file(store: ObjectStore, container: str, prefix: str) -> Sha256File:
-    name = sha256file_name(prefix)
-    return parse_sha256file(_get(store, container, name), name)
 
 
 def load_metadata(store: ObjectStore, container: str, prefix: str) -> Metadata:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backupsvc.chunking import frames, manifest, packs
+from backupsvc.chunking import frames, manifest, packs, shafile
 from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_range, zero_digest
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
@@ -130,7 +130,7 @@ def load_chain(store: ObjectStore,
     newest = ShaList(1)
     for layer in chain:
         meta = manifest.load_metadata(store, layer.container, layer.prefix)
-        sha = manifest.load_sha256file(store, layer.container, layer.prefix)
+        sha = shafile.load(store, layer.container, layer.prefix)
         item = _LoadedLayer(layer, meta, sha.chunk_size)
         newest = sha.sha256s
         del sha

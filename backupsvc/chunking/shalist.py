@@ -44,16 +44,19 @@ class ShaList:
         for h in hexes:
             batch.append(h)
             if len(batch) == BATCH:
-                out._append_hex(batch)
+                out.append_hex(batch)
                 batch = []
-        out._append_hex(batch)
+        out.append_hex(batch)
         return out
 
-    def _append_hex(self, batch: list[str]) -> None:
+    def append_hex(self, batch: list[str]) -> None:
+        """Add blocks by their hex digests; ValueError names the first that is not one."""
         try:
-            if any(len(h) != 2 * DIGEST_SIZE for h in batch):
+            if batch and set(map(len, batch)) != {2 * DIGEST_SIZE}:
                 raise ValueError
             digests = bytes.fromhex("".join(batch))
+            if len(digests) != DIGEST_SIZE * len(batch):
+                raise ValueError        # fromhex skips white space
         except (TypeError, ValueError):
             bad = next(h for h in batch if not _is_hex_digest(h))
             raise ValueError("%r is not a hex sha256 digest" % (bad,)) from None
@@ -268,10 +271,9 @@ def _is_hex_digest(text: Any) -> bool:
     if not isinstance(text, str) or len(text) != 2 * DIGEST_SIZE:
         return False
     try:
-        bytes.fromhex(text)
+        return len(bytes.fromhex(text)) == DIGEST_SIZE     # (fromhex skips white space)
     except ValueError:
         return False
-    return True
 
 
 def _zero_records(digests: bytearray, zero: bytes) -> Iterator[tuple[int, int]]:

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from backupsvc.chunking import frames, manifest
+from backupsvc.chunking import frames, manifest, shafile
 from backupsvc.chunking.engine import EngineParams, IntegrityError, read_metadata
 from tests.unit.chunking import Chain, KiB, SinglePassTarget, data_ranges, random_image
 
@@ -247,7 +247,7 @@ def test_a_damaged_digest_list_is_detected(tmp_path):
 def test_a_json_sha_file_claiming_2_0_0_is_refused():
     doc = {"version": "2.0.0", "chunk_size": 4096, "sha256s": []}
     with pytest.raises(manifest.FormatError, match="must not be JSON"):
-        manifest.parse_sha256file(json.dumps(doc, indent=2).encode(), "p_sha256file")
+        shafile.parse(json.dumps(doc, indent=2).encode(), "p_sha256file")
 
 
 def test_unknown_format_version_is_refused():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from backupsvc.chunking import manifest
+from backupsvc.chunking import manifest, shafile
 from backupsvc.chunking.errors import FormatError
 
 
@@ -26,7 +26,7 @@ def test_streamed_sha_file_matches_json_dumps(n):
     }, sort_keys=True, indent=2).encode("utf-8")
     assert sha.to_json() == expected
     assert b"".join(sha.iter_json(batch=7)) == expected
-    assert manifest.parse_sha256file(expected) == sha
+    assert shafile.parse(expected) == sha
 
 
 def test_metadata_round_trip_and_extra_metadata():
