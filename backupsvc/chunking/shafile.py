@@ -129,7 +129,7 @@ def _inflated(parts: Iterable[bytes], inflater: Any) -> Iterator[bytes]:
         yield out
 
 
-def _inflate_digests(parts: Iterable[bytes], count: int, block_size: int, checksum: Any,
+def _inflate_digests(parts: Iterator[bytes], count: int, block_size: int, checksum: Any,
                      what: str) -> ShaList:
     """The packed digests, checked; never one binary string of them all."""
     shas = ShaList(block_size)
@@ -150,6 +150,9 @@ def _inflate_digests(parts: Iterable[bytes], count: int, block_size: int, checks
         raise IntegrityError("%s: corrupt digest list: %s" % (what, exc)) from exc
     if not inflater.eof or got != expected or blob_sha.hexdigest() != checksum:
         raise IntegrityError("%s: the digest list fails its checksum" % what)
+    # Read to the end (a store checks what it sent once all is read): nothing may follow.
+    if inflater.unused_data or any(parts):
+        raise IntegrityError("%s: bytes follow the digest list" % what)
     return shas
 
 

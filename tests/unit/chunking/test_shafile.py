@@ -125,6 +125,14 @@ def test_a_truncated_compact_file_fails_its_check():
         shafile.read(Trickle(data[:-50], 1000), "f")
 
 
+def test_bytes_after_a_compact_digest_list_are_refused():
+    data = b"".join(sha_file("2.0.0", hexes(3000, seed=4)).iter_bytes())
+    for step in (1000, 1 << 20):
+        assert len(shafile.read(Trickle(data, step), "f").sha256s) == 3000
+        with pytest.raises(IntegrityError, match="bytes follow"):
+            shafile.read(Trickle(data + b"x", step), "f")
+
+
 def test_a_large_cinder_sha_file_is_read_in_bounded_memory(tmp_path):
     """A 64 GiB volume's Cinder sha256 file (2M blocks, 144 MB of JSON, mostly
     zero blocks) read from a POSIX store: read whole and decoded with
