@@ -6,7 +6,7 @@ has been cancelled.
 """
 
 import json
-import time
+import threading
 
 import oslo_messaging as messaging
 from oslo_config import cfg
@@ -31,21 +31,48 @@ CANCEL_POLL_SECONDS = 0.5
 
 
 class StatusWatch:
-    """cancelled() for the engine: True once the row left the expected status."""
+    """cancelled() for the engine: True once the row has left the expected status.
 
-    def __init__(self, ctx, backup_id: str, expected: str):
-        self.ctx, self.backup_id, self.expected = ctx, backup_id, expected
-        # The job has just read the row: the first look is due a poll later.
-        self._last_check = time.monotonic()
+    A thread of its own re-reads the row every CANCEL_POLL_SECONDS, so the
+    engine's frequent checks cost nothing: a database round trip on the
+    pipeline's main loop would stall reading, hashing and writing alike.
+    Use it as a context manager; the thread ends with the block.
+    """
+
+    def __init__(self, backup_id: str, expected: str):
+        self.backup_id, self.expected = backup_id, expected
         self._cancelled = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True,
+                                        name="status-watch-%s" % backup_id)
+
+    def __enter__(self) -> "StatusWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=4 * CANCEL_POLL_SECONDS)
+
+    def _watch(self) -> None:
+        # The job has just read the row: the first look is due a poll later.
+        while not self._stop.wait(CANCEL_POLL_SECONDS):
+            if self.check():
+                return
+
+    def check(self) -> bool:
+        """Read the row now: True (from then on) once it has left the expected status."""
+        try:
+            row = db.backup_get(get_admin_context(), self.backup_id, project_only=False,
+                                read_deleted=True)
+        except Exception:
+            LOG.warning("Could not read backup %s to look for a cancellation; will retry",
+                        self.backup_id, exc_info=True)
+            return False
+        self._cancelled = bool(row.deleted) or row.status != self.expected
+        return self._cancelled
 
     def __call__(self) -> bool:
-        now = time.monotonic()
-        if not self._cancelled and now - self._last_check >= CANCEL_POLL_SECONDS:
-            self._last_check = now
-            row = db.backup_get(self.ctx, self.backup_id, project_only=False,
-                                read_deleted=True)
-            self._cancelled = row.deleted or row.status != self.expected
         return self._cancelled
 
 
@@ -159,14 +186,14 @@ class BackupManager:
             backup = db.backup_update(ctx, backup.id, {
                 "container": container, "service_metadata": prefix,
                 "service": self.service, "host": self.host})
-        watch = StatusWatch(ctx, backup.id, B.CREATING)
         notifications.notify(ctx, backup, "create.start")
         progress = notifications.ProgressReporter(
             ctx, backup, CONF.backup_object_number_per_notification * self.params.chunk_size,
             CONF.backup_timer_interval if storage.progress_timer_enabled(CONF) else None)
         try:
-            result = self._run_backup(ctx, store, backup, volume, snapshot, container, prefix,
-                                      watch, progress)
+            with StatusWatch(backup.id, B.CREATING) as watch:
+                result = self._run_backup(ctx, store, backup, volume, snapshot, container,
+                                          prefix, watch, progress)
         except engine.Cancelled:
             LOG.info("Backup %s was cancelled; its objects were removed", backup.id)
             self._return_source(ctx, volume, snapshot)
@@ -276,7 +303,6 @@ class BackupManager:
                                      admin_override=True)
                 db.volume_cas_status(ctx, volume.id, V.ERROR, [V.RESTORING_BACKUP])
                 return
-        watch = StatusWatch(ctx, backup.id, B.RESTORING)
         notifications.notify(ctx, backup, "restore.start", restore_volume_id=volume.id)
         try:
             chain = self._chain(ctx, backup)
@@ -289,7 +315,8 @@ class BackupManager:
                 raise exception.InvalidVolume(
                     reason="volume %s holds %d bytes, the backup needs %d"
                     % (volume.id, target_size, size))
-            with self.source.open_write(volume.provider_location) as writer:
+            with self.source.open_write(volume.provider_location) as writer, \
+                    StatusWatch(backup.id, B.RESTORING) as watch:
                 result = engine.run_restore(layers, writer, size, self.params,
                                             cancelled=watch, target_is_zeroed=volume_is_new,
                                             store=store)

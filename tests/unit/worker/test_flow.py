@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import threading
 import time
 import uuid
 
@@ -191,22 +192,55 @@ def test_force_delete_cancels_a_running_backup(env):
     assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
 
 
-def test_the_cancellation_watch_polls_its_row_once_per_interval(env, monkeypatch):
+def test_the_cancellation_watch_reads_its_row_in_its_own_thread(env, monkeypatch):
     ctx, _mgr, _tmp = env
     vol = volumes.create_volume(ctx, 1)
     backup = backups.create(ctx, vol.id)
     reads = []
     real_get = db.backup_get
-    monkeypatch.setattr(worker_manager.db, "backup_get",
-                        lambda *a, **kw: reads.append(a[1]) or real_get(*a, **kw))
-    watch = worker_manager.StatusWatch(ctx.elevated(), backup.id, B.CREATING)
-    assert watch() is False and reads == []         # the job has just read the row
+
+    def counting_get(*args, **kwargs):
+        reads.append(threading.current_thread().name)
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(worker_manager.db, "backup_get", counting_get)
+    monkeypatch.setattr(worker_manager, "CANCEL_POLL_SECONDS", 0.05)
+    with worker_manager.StatusWatch(backup.id, B.CREATING) as watch:
+        # The engine asks often; the asking reads nothing.
+        assert not any(watch() for _ in range(10000))
+        time.sleep(0.3)
+        assert not watch() and len(reads) >= 2
+        assert set(reads) == {"status-watch-%s" % backup.id}
+        backups.delete(ctx.elevated(), backup.id, force=True)
+        deadline = time.monotonic() + 5
+        while not watch() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watch() is True
+        polls = len([r for r in reads if r.startswith("status-watch")])
+        time.sleep(0.2)
+        # Cancelled stays cancelled, and the watch stops reading.
+        assert watch() is True
+        assert len([r for r in reads if r.startswith("status-watch")]) == polls
+    assert not watch._thread.is_alive()
+
+
+def test_the_cancellation_watch_survives_a_failed_read(env, monkeypatch):
+    ctx, _mgr, _tmp = env
+    vol = volumes.create_volume(ctx, 1)
+    backup = backups.create(ctx, vol.id)
+    real_get = db.backup_get
+    failures = [RuntimeError("database went away")]
+
+    def flaky_get(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(worker_manager.db, "backup_get", flaky_get)
+    watch = worker_manager.StatusWatch(backup.id, B.CREATING)
+    assert watch.check() is False                    # the failure is logged, not raised
     backups.delete(ctx.elevated(), backup.id, force=True)
-    reads.clear()                                   # (the delete's own reads)
-    assert watch() is False and reads == []         # not yet due
-    monkeypatch.setattr(worker_manager, "CANCEL_POLL_SECONDS", 0.0)
-    assert watch() is True and reads == [backup.id]
-    assert watch() is True and reads == [backup.id]  # cancelled stays cancelled, unread
+    assert watch.check() is True and watch() is True
 
 
 def test_restart_recovery_moves_stuck_rows(env):
