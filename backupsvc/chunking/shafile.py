@@ -204,7 +204,12 @@ class _Text:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                if (limit is None or len(self.buf) - self.pos < limit) and self.more():
+                if limit is None:       # any size: read the rest at once, decode once
+                    while self.more():
+                        pass
+                    limit = len(self.buf) - self.pos
+                    continue
+                if len(self.buf) - self.pos < limit and self.more():
                     continue
                 raise FormatError("%s is not valid JSON: %s" % (self.what, exc)) from exc
             if end == len(self.buf) and self.more():
