@@ -300,12 +300,16 @@ def parse_metadata(data: bytes, what: str = "metadata") -> Metadata:
 
 # -- store helpers --------------------------------------------------------------
 
+def object_missing(container: str, name: str) -> IntegrityError:
+    """The error of a backup whose file ``name`` is not in the store."""
+    return IntegrityError("backup object %s is missing from container %s" % (name, container))
+
+
 def _get(store: ObjectStore, container: str, name: str) -> bytes:
     try:
         return store.get(container, name)
     except ObjectNotFound as exc:
-        raise IntegrityError("backup object %s is missing from container %s"
-                             % (name, container)) from exc
+        raise object_missing(container, name) from exc
 
 
 def load_metadata(store: ObjectStore, container: str, prefix: str) -> Metadata:

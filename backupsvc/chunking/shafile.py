@@ -34,6 +34,7 @@ from backupsvc.chunking.manifest import (
     SUPPORTED_VERSIONS,
     Sha256File,
     field_of,
+    object_missing,
     sha256file_name,
 )
 from backupsvc.chunking.shalist import ShaList
@@ -57,8 +58,7 @@ def load(store: ObjectStore, container: str, prefix: str) -> Sha256File:
         with store.open_reader(container, name) as reader:
             return read(reader, name)
     except ObjectNotFound as exc:
-        raise IntegrityError("backup object %s is missing from container %s"
-                             % (name, container)) from exc
+        raise object_missing(container, name) from exc
 
 
 def parse(data: bytes, what: str = "sha256file") -> Sha256File:
