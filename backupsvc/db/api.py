@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import utils as db_utils
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
 
 from backupsvc import exception, states
 from backupsvc.db import models, session
@@ -49,6 +50,14 @@ def writing(context):
 
 
 # --------------------------------------------------------------------- helpers
+
+def _first_with_metadata(session, query, metadata):
+    """The first row of ``query`` with its ``metadata`` relationship loaded by the same
+    statement (a join): one round trip to the database, where the relationship's
+    default (a second SELECT, right for lists) takes two."""
+    return session.execute(query.options(joinedload(metadata)).limit(1)).unique() \
+        .scalar_one_or_none()
+
 
 def _scope(query, model, context, project_only: bool):
     query = query.where(model.deleted == False)  # noqa: E712
@@ -192,7 +201,7 @@ def backup_get(context, backup_id: str, project_only: bool | None = None,
             query = query.where(models.Backup.deleted == False)  # noqa: E712
         if project_only:
             query = query.where(models.Backup.project_id == context.project_id)
-        row = session.scalar(query)
+        row = _first_with_metadata(session, query, models.Backup.backup_metadata)
     if row is None:
         raise exception.BackupNotFound(backup_id=backup_id)
     return row
@@ -309,11 +318,10 @@ def backup_latest_available(context, volume_id: str, project_id: str,
                         models.Backup.project_id == project_id,
                         models.Backup.deleted == False,  # noqa: E712
                         models.Backup.status == states.BackupStatus.AVAILABLE)
-                 .order_by(models.Backup.data_timestamp.desc(), models.Backup.created_at.desc())
-                 .limit(1))
+                 .order_by(models.Backup.data_timestamp.desc(), models.Backup.created_at.desc()))
         if before is not None:
             query = query.where(models.Backup.data_timestamp < before)
-        return session.scalar(query)
+        return _first_with_metadata(session, query, models.Backup.backup_metadata)
 
 
 def backup_get_by_host_and_status(context, host: str,
@@ -349,7 +357,7 @@ def volume_get(context, volume_id: str, project_only: bool | None = None) -> mod
                                             models.Volume.deleted == False)  # noqa: E712
         if project_only:
             query = query.where(models.Volume.project_id == context.project_id)
-        row = session.scalar(query)
+        row = _first_with_metadata(session, query, models.Volume.volume_metadata)
     if row is None:
         raise exception.VolumeNotFound(volume_id=volume_id)
     return row

@@ -172,6 +172,12 @@ class BackupManager:
             volume = db.volume_get(ctx, backup.volume_id, project_only=False)
             snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
                         if backup.snapshot_id else None)
+            parent = None
+            if backup.parent_id:
+                try:
+                    parent = db.backup_get(ctx, backup.parent_id, project_only=False)
+                except exception.BackupNotFound:
+                    pass        # _run_backup fails the backup, saying so
             if backup.status != B.CREATING:
                 # Cancelled (force delete, reset) before the job started: the
                 # volume was moved to backing-up for this backup; give it back.
@@ -192,7 +198,7 @@ class BackupManager:
             CONF.backup_timer_interval if storage.progress_timer_enabled(CONF) else None)
         try:
             with StatusWatch(backup.id, B.CREATING) as watch:
-                result = self._run_backup(ctx, store, backup, volume, snapshot, container,
+                result = self._run_backup(store, backup, parent, volume, snapshot, container,
                                           prefix, watch, progress)
         except engine.Cancelled:
             LOG.info("Backup %s was cancelled; its objects were removed", backup.id)
@@ -231,11 +237,14 @@ class BackupManager:
         row = db.backup_get(ctx, backup_id, project_only=False, read_deleted=True)
         notifications.notify(ctx, row, suffix)
 
-    def _run_backup(self, ctx, store, backup, volume, snapshot, container, prefix, watch,
+    def _run_backup(self, store, backup, parent, volume, snapshot, container, prefix, watch,
                     progress):
         parent_shas = None
-        if backup.parent_id:
-            parent = db.backup_get(ctx, backup.parent_id, project_only=False)
+        if backup.parent_id and parent is None:
+            raise exception.InvalidBackup(
+                reason="Parent backup %s no longer exists; do a full backup."
+                % backup.parent_id)
+        if parent is not None:
             block, parent_shas = engine.read_sha256s(store, parent.container,
                                                      parent.service_metadata)
             if block != self.params.sha_block_size:

@@ -124,6 +124,26 @@ def test_full_incremental_and_chain_restore(env):
     assert _image(vol.provider_location) == image0
 
 
+def test_an_incremental_whose_parent_row_vanished_fails_cleanly(env):
+    """The claim reads the parent with the backup; a parent deleted meanwhile (by
+    hand in the database: the API refuses while a child row exists) fails the
+    backup with the reason, gives the volume back and leaves no objects."""
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(3))
+    full = backups.create(ctx, vol.id)
+    mgr._create_backup(full.id)
+    inc = backups.create(ctx, vol.id, incremental=True)
+    assert db.backup_cas_status(ctx, full.id, B.DELETING, [B.AVAILABLE])
+    assert db.backup_cas_status(ctx, full.id, B.DELETED, [B.DELETING])
+    mgr._create_backup(inc.id)
+    row = db.backup_get(ctx, inc.id, project_only=False)
+    assert row.status == B.ERROR
+    assert "Parent backup %s no longer exists" % full.id in row.fail_reason
+    assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
+    store = storage.get_store(CONF)
+    assert store.list(row.container, row.service_metadata) == []
+
+
 def test_delete_rules_and_object_removal(env):
     ctx, mgr, tmp = env
     vol = _sparse_volume(ctx, random.Random(1))
