@@ -120,12 +120,14 @@ def create(ctx, volume_id: str, *, name=None, description=None, container=None,
         volume = db.volume_get(ctx, volume_id)
         policy.authorize(ctx, "backup:create", _target(volume))
         snapshot, snapshot_time = _check_source(ctx, volume, snapshot_id, force)
-        quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0)
+        usage = db.quota_usage(ctx, ctx.project_id)
+        seeded = db.usage_seeded(usage)
+        quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0,
+                                 usage if seeded else None)
         parent = _choose_parent(ctx, volume, snapshot) if incremental else None
         # POSIX data lives on one host: an incremental must run where its parent is.
         preferred = parent.host if parent is not None else None
         host = placement.choose_worker(preferred, ctx)
-        seeded = db.usage_seeded(ctx, ctx.project_id)
     if not seeded:
         db.seed_usage(ctx, ctx.project_id)    # the project's first backup
 

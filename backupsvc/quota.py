@@ -14,8 +14,15 @@ from backupsvc.db import api as db
 CONF = cfg.CONF
 
 
-def check_backup_quota(context, project_id: str, size_gb: int) -> None:
-    count, gigabytes = db.backup_usage(context, project_id)
+def check_backup_quota(context, project_id: str, size_gb: int,
+                       counters: dict[str, int] | None = None) -> None:
+    """``counters``: the project's usage counters, when the caller read them and every
+    one exists (the numbers the authoritative check uses); else the live rows
+    are counted."""
+    if counters is not None:
+        count, gigabytes = counters["backups"], counters["backup_gigabytes"]
+    else:
+        count, gigabytes = db.backup_usage(context, project_id)
     if 0 <= CONF.quota_backups < count + 1:
         raise exception.BackupLimitExceeded(allowed=CONF.quota_backups)
     if 0 <= CONF.quota_backup_gigabytes < gigabytes + size_gb:

@@ -246,6 +246,19 @@ def backup_cas_status(context, backup_id: str, to_status: str,
         return result.rowcount == 1
 
 
+def backup_claim(context, backup_id: str, **values) -> bool:
+    """Record where a backup's job runs and writes (host, container, object prefix)
+    iff the backup is still creating. A row loaded in the caller's transaction
+    takes the new values."""
+    with main_context_manager.writer.using(context) as session:
+        result = session.execute(
+            update(models.Backup)
+            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
+                   models.Backup.status == states.BackupStatus.CREATING)
+            .values(updated_at=_now(), **values))
+        return result.rowcount == 1
+
+
 def backup_complete(context, backup_id: str, parent_id: str | None, **values) -> bool:
     """creating -> available and the parent's dependents +1, in one transaction."""
     with main_context_manager.writer.using(context) as session:

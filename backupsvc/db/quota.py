@@ -33,9 +33,9 @@ def _present(context, project_id: str) -> set[str]:
             models.QuotaUsage.project_id == project_id)))
 
 
-def usage_seeded(context, project_id: str) -> bool:
-    """Whether the project's counters exist (a read: it may join a reading block)."""
-    return _present(context, project_id) >= RESOURCES
+def usage_seeded(usage: dict[str, int]) -> bool:
+    """Whether ``usage`` (what :func:`quota_usage` read) holds every counter."""
+    return usage.keys() >= RESOURCES
 
 
 def seed_usage(context, project_id: str) -> None:

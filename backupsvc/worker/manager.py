@@ -178,20 +178,18 @@ class BackupManager:
                     parent = db.backup_get(ctx, backup.parent_id, project_only=False)
                 except exception.BackupNotFound:
                     pass        # _run_backup fails the backup, saying so
-            if backup.status != B.CREATING:
-                # Cancelled (force delete, reset) before the job started: the
-                # volume was moved to backing-up for this backup; give it back.
-                LOG.info("Backup %s is %s, not creating; not starting it", backup_id,
-                         backup.status)
-                self._return_source(ctx, volume, snapshot)
-                return
             container = backup.container or store.default_container(backup.id)
             prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
             # Record where the objects go before writing any, so a crash or a
             # delete can always find and remove them.
-            backup = db.backup_update(ctx, backup.id, {
-                "container": container, "service_metadata": prefix,
-                "service": self.service, "host": self.host})
+            if backup.status != B.CREATING or not db.backup_claim(
+                    ctx, backup.id, container=container, service_metadata=prefix,
+                    service=self.service, host=self.host):
+                # Cancelled (force delete, reset) before the job started: the
+                # volume was moved to backing-up for this backup; give it back.
+                LOG.info("Backup %s is no longer creating; not starting it", backup_id)
+                self._return_source(ctx, volume, snapshot)
+                return
         notifications.notify(ctx, backup, "create.start")
         progress = notifications.ProgressReporter(
             ctx, backup, CONF.backup_object_number_per_notification * self.params.chunk_size,

@@ -35,6 +35,24 @@ def test_cas_moves_only_from_expected_status(sqlite_db, project_ctx):
     assert sqlite_db.backup_get(project_ctx, row.id).status == B.AVAILABLE
 
 
+def test_claim_records_the_job_only_while_creating(sqlite_db, project_ctx):
+    row = _backup(sqlite_db, project_ctx)
+    where = {"container": "c", "service_metadata": "p", "host": "w1", "service": "s"}
+    with sqlite_db.writing(project_ctx):
+        held = sqlite_db.backup_get(project_ctx, row.id)
+        assert sqlite_db.backup_claim(project_ctx, row.id, **where)
+        # The row read in the same transaction shows what was recorded.
+        assert (held.container, held.service_metadata, held.host) == ("c", "p", "w1")
+    assert sqlite_db.backup_get(project_ctx, row.id).host == "w1"
+    # Cancelled (a force delete) before the job claimed it: nothing is recorded.
+    other = _backup(sqlite_db, project_ctx)
+    assert sqlite_db.backup_cas_status(project_ctx, other.id, B.DELETING, [B.CREATING],
+                                       admin_override=True)
+    assert not sqlite_db.backup_claim(project_ctx, other.id, **where)
+    after = sqlite_db.backup_get(project_ctx, other.id)
+    assert after.status == B.DELETING and after.host is None and after.container is None
+
+
 def test_cas_refuses_transitions_the_table_forbids(sqlite_db, project_ctx):
     row = _backup(sqlite_db, project_ctx)
     with pytest.raises(ValueError):

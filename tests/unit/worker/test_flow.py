@@ -372,7 +372,10 @@ def test_notifications_sequence_and_progress(env):
     percents = [p["backup_percent"] for e, p in events if e == "backup.createprogress"]
     assert len(percents) >= 3 and percents == sorted(percents) and percents[-1] == 100
     assert 0 < percents[0] < 100
-    end = dict(events)["backup.create.end"]
+    start, end = dict(events)["backup.create.start"], dict(events)["backup.create.end"]
+    # The start notification tells where the job runs and writes.
+    assert start["host"] == mgr.host and start["service_metadata"]
+    assert start["service_metadata"] == end["service_metadata"]
     assert end["backup_id"] == backup.id and end["status"] == "available"
     assert end["tenant_id"] == ctx.project_id and end["size"] == 1
 
