@@ -42,7 +42,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from backupsvc import libc, writeback
+from backupsvc import libc, native, writeback
 
 ALIGN = 4096                # offsets, lengths and buffers of direct writes (any sector size)
 STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this long
@@ -158,7 +158,7 @@ class DirectWriter:
         if self._stage is None:
             self._stage, self._fill, self._base = self._next_stage(), 0, offset
         n = min(len(view), STAGE - self._fill)
-        self._stage[self._fill:self._fill + n] = view[:n]
+        native.copy_into(self._stage, self._fill, view[:n])
         self._fill += n
         if self._fill == STAGE:
             self._submit_staged()
@@ -182,7 +182,7 @@ class DirectWriter:
             if self._stage is None:
                 self._stage = self._next_stage()
             n = min(len(view), STAGE - self._fill)
-            self._stage[self._fill:self._fill + n] = view[:n]
+            native.copy_into(self._stage, self._fill, view[:n])
             self._fill += n
             view = view[n:]
             if self._fill == STAGE:

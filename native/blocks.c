@@ -1,5 +1,6 @@
 /*
- * _backupsvc_blocks: the SHA-256 of each block of a buffer, in one call.
+ * _backupsvc_blocks: the SHA-256 of each block of a buffer, in one call, and the
+ * engine's other bulk byte work with the interpreter lock released.
  *
  * The engine hashes every 32 KiB block it backs up or restores. hashlib
  * releases the interpreter lock for each block and must take it back after
@@ -21,10 +22,31 @@
  * The indices of the 32-byte records at which two digest strings differ
  * (records beyond the shorter one included): what an incremental backup
  * stores.
+ *
+ *   read_ranges(fd, offset, length, ranges) -> bytearray
+ *
+ * ``length`` bytes of the file from ``offset``: the byte ranges ``ranges``
+ * (a list of ordered, disjoint (start, end) pairs relative to ``offset``) are
+ * read with pread and every other byte is zero (they lie in holes). Zeroing
+ * and reading run with the lock released once; Python's bytearray(length)
+ * zeroes all of it holding the lock. The end of the file inside a range
+ * raises EOFError(file offset); a failed read raises OSError.
+ *
+ *   concat(parts) -> bytes
+ *   copy_into(destination, offset, source) -> None
+ *
+ * b"".join(parts) and destination[offset:offset + len(source)] = source,
+ * with the lock released while the bytes are copied (Python holds it for
+ * buffers other than bytes). The engine copies every stored byte once into
+ * its frames and once into the aligned buffers of direct writes; holding
+ * the lock, those copies stall the threads that hash and compress. The
+ * buffers are the engine's own: no other thread changes them meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/sha.h>
 
 static int
@@ -104,12 +126,183 @@ differing_blocks(PyObject *module, PyObject *args)
     return result;
 }
 
+typedef struct {
+    Py_ssize_t start, end;
+} range_t;
+
+/* The (start, end) pairs of ``list``, checked; NULL with an exception set. */
+static range_t *
+parse_ranges(PyObject *list, Py_ssize_t length)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    range_t *ranges = PyMem_New(range_t, n ? n : 1);
+    if (ranges == NULL)
+        return (range_t *)PyErr_NoMemory();
+    Py_ssize_t previous = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "nn:read_ranges",
+                              &ranges[i].start, &ranges[i].end)
+                || ranges[i].start < previous || ranges[i].end < ranges[i].start
+                || ranges[i].end > length) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError,
+                             "ranges must be ordered, disjoint and within %zd bytes", length);
+            PyMem_Free(ranges);
+            return NULL;
+        }
+        previous = ranges[i].end;
+    }
+    return ranges;
+}
+
+static PyObject *
+read_ranges(PyObject *module, PyObject *args)
+{
+    int fd;
+    long long offset;
+    Py_ssize_t length;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "iLnO!:read_ranges", &fd, &offset, &length,
+                          &PyList_Type, &list))
+        return NULL;
+    if (offset < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "offset and length must not be negative");
+        return NULL;
+    }
+    range_t *ranges = parse_ranges(list, length);
+    if (ranges == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    /* Not initialised here: every byte is zeroed or read below. */
+    PyObject *result = PyByteArray_FromStringAndSize(NULL, length);
+    if (result == NULL) {
+        PyMem_Free(ranges);
+        return NULL;
+    }
+    char *out = PyByteArray_AS_STRING(result);
+    int error = 0;
+    long long eof_at = -1;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t pos = 0;             /* bytes before this are zeroed or read */
+    for (Py_ssize_t i = 0; i <= n && !error && eof_at < 0; i++) {
+        Py_ssize_t start = i < n ? ranges[i].start : length;
+        Py_ssize_t end = i < n ? ranges[i].end : length;
+        memset(out + pos, 0, (size_t)(start - pos));
+        Py_ssize_t at = start;
+        while (at < end) {
+            ssize_t got = pread(fd, out + at, (size_t)(end - at), (off_t)(offset + at));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                error = errno;
+                break;
+            }
+            if (got == 0) {
+                eof_at = offset + at;
+                break;
+            }
+            at += got;
+        }
+        pos = end;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(ranges);
+    if (error) {
+        Py_DECREF(result);
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (eof_at >= 0) {
+        Py_DECREF(result);
+        PyObject *where = PyLong_FromLongLong(eof_at);
+        if (where != NULL) {
+            PyErr_SetObject(PyExc_EOFError, where);
+            Py_DECREF(where);
+        }
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+concat(PyObject *module, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "concat takes a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer *views = PyMem_New(Py_buffer, n ? n : 1);
+    if (views == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t got = 0, total = 0;
+    PyObject *result = NULL;
+    for (; got < n; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got],
+                               PyBUF_SIMPLE) < 0)
+            goto done;
+        if (views[got].len > PY_SSIZE_T_MAX - total) {
+            PyBuffer_Release(&views[got]);
+            PyErr_NoMemory();
+            goto done;
+        }
+        total += views[got].len;
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        memcpy(out, views[i].buf, (size_t)views[i].len);
+        out += views[i].len;
+    }
+    Py_END_ALLOW_THREADS
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyObject *
+copy_into(PyObject *module, PyObject *args)
+{
+    Py_buffer dest, src;
+    Py_ssize_t offset;
+    if (!PyArg_ParseTuple(args, "w*ny*:copy_into", &dest, &offset, &src))
+        return NULL;
+    if (offset < 0 || offset > dest.len || src.len > dest.len - offset) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes at %zd do not fit a %zd-byte buffer",
+                     src.len, offset, dest.len);
+        PyBuffer_Release(&dest);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memcpy((char *)dest.buf + offset, src.buf, (size_t)src.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dest);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"sha256_digests", sha256_digests, METH_VARARGS,
      "sha256_digests(buffer, start, end, block_size) -> the 32-byte SHA-256 of each block "
      "of buffer[start:end], concatenated; one release of the GIL."},
     {"differing_blocks", differing_blocks, METH_VARARGS,
      "differing_blocks(a, b) -> indices of the 32-byte records where a and b differ."},
+    {"read_ranges", read_ranges, METH_VARARGS,
+     "read_ranges(fd, offset, length, ranges) -> bytearray of length bytes from offset: "
+     "the (start, end) ranges read, the rest zeros; one release of the GIL."},
+    {"concat", concat, METH_O,
+     "concat(parts) -> b''.join(parts), copied with the GIL released."},
+    {"copy_into", copy_into, METH_VARARGS,
+     "copy_into(destination, offset, source): destination[offset:offset + len(source)] = "
+     "source, copied with the GIL released."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import zstandard
 
+from backupsvc import native
 from backupsvc.chunking import deflate
 from backupsvc.chunking.compression import BZ2_LEVEL, ZLIB_LEVEL, ZSTD_LEVEL
 from backupsvc.chunking.errors import IntegrityError
@@ -143,7 +144,8 @@ def encode(codec: str, data: memoryview, block: int | None = None) -> EncodedFra
             header, payload = _frame(codec, part, squeeze)
             out += (header, payload)
             headers.append(header)
-    return EncodedFrames(b"".join(out), headers)
+    # (Joined with the lock released: most of it is frames of raw volume data.)
+    return EncodedFrames(native.concat(out), headers)
 
 
 class FramedCompressor:

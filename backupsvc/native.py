@@ -1,0 +1,63 @@
+"""Bulk byte work with the interpreter lock released: the optional C module.
+
+``_backupsvc_blocks`` (native/blocks.c, built by the install when a compiler
+and OpenSSL's headers are there) copies, zeroes and reads bytes with the lock
+released once per call. Python holds the lock for the same work on buffers
+other than ``bytes``, and while it does, the engine's threads that hash and
+compress wait. Without the module, the Python forms below give the same
+results, holding the lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    import _backupsvc_blocks as _c
+except ImportError:
+    _c = None
+
+Buffer = Any    # bytes, bytearray, memoryview, mmap: anything with the buffer protocol
+
+
+def concat(parts: Sequence[Buffer]) -> bytes:
+    """``b"".join(parts)``."""
+    return _c.concat(parts) if _c is not None else b"".join(parts)
+
+
+def copy_into(destination: Buffer, offset: int, source: Buffer) -> None:
+    """``destination[offset:offset + len(source)] = source`` (it must fit)."""
+    if _c is not None:
+        _c.copy_into(destination, offset, source)
+        return
+    view = memoryview(source).cast("B")
+    if offset < 0 or offset + len(view) > len(destination):
+        raise ValueError("%d bytes at %d do not fit a %d-byte buffer"
+                         % (len(view), offset, len(destination)))
+    destination[offset:offset + len(view)] = view
+
+
+def read_ranges(fd: int, offset: int, length: int,
+                ranges: list[tuple[int, int]]) -> bytearray:
+    """``length`` bytes of the file from ``offset``: the (start, end) ``ranges`` (ordered,
+    relative to ``offset``) read with pread, zeros elsewhere. EOFError(file offset)
+    if the file ends inside a range."""
+    if _c is not None:
+        return _c.read_ranges(fd, offset, length, ranges)
+    previous = 0
+    for start, end in ranges:
+        if not previous <= start <= end <= length:
+            raise ValueError("ranges must be ordered, disjoint and within %d bytes" % length)
+        previous = end
+    buf = bytearray(length)
+    view = memoryview(buf)
+    for start, end in ranges:
+        at = start
+        while at < end:
+            n = os.preadv(fd, [view[at:end]], offset + at)
+            if not n:
+                raise EOFError(offset + at)
+            at += n
+    return buf
