@@ -15,22 +15,22 @@ from collections.abc import Sequence
 from typing import Any
 
 try:
-    import _backupsvc_blocks as _c
+    import _backupsvc_blocks as module  # the C module; None when not built
 except ImportError:
-    _c = None
+    module = None       # (chunking.blocks hashes with the same module)
 
 Buffer = Any    # bytes, bytearray, memoryview, mmap: anything with the buffer protocol
 
 
 def concat(parts: Sequence[Buffer]) -> bytes:
     """``b"".join(parts)``."""
-    return _c.concat(parts) if _c is not None else b"".join(parts)
+    return module.concat(parts) if module is not None else b"".join(parts)
 
 
 def copy_into(destination: Buffer, offset: int, source: Buffer) -> None:
     """``destination[offset:offset + len(source)] = source`` (it must fit)."""
-    if _c is not None:
-        _c.copy_into(destination, offset, source)
+    if module is not None:
+        module.copy_into(destination, offset, source)
         return
     view = memoryview(source).cast("B")
     if offset < 0 or offset + len(view) > len(destination):
@@ -44,8 +44,8 @@ def read_ranges(fd: int, offset: int, length: int,
     """``length`` bytes of the file from ``offset``: the (start, end) ``ranges`` (ordered,
     relative to ``offset``) read with pread, zeros elsewhere. EOFError(file offset)
     if the file ends inside a range."""
-    if _c is not None:
-        return _c.read_ranges(fd, offset, length, ranges)
+    if module is not None:
+        return module.read_ranges(fd, offset, length, ranges)
     previous = 0
     for start, end in ranges:
         if not previous <= start <= end <= length:

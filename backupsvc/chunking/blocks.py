@@ -15,10 +15,9 @@ from __future__ import annotations
 import hashlib
 import mmap
 
-try:
-    import _backupsvc_blocks as _native
-except ImportError:         # not built: hashlib, block by block
-    _native = None
+from backupsvc import native
+
+_native = native.module     # None when not built: hashlib, block by block
 
 _zero_sha_cache: dict[int, str] = {}
 _zero_bytes_cache: dict[int, bytes] = {}

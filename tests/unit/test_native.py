@@ -14,9 +14,9 @@ KiB = 1024
 @pytest.fixture(params=["c", "python"])
 def impl(request, monkeypatch):
     if request.param == "c":
-        assert native._c is not None, "the C helper _backupsvc_blocks is not built"
+        assert native.module is not None, "the C helper _backupsvc_blocks is not built"
     else:
-        monkeypatch.setattr(native, "_c", None)
+        monkeypatch.setattr(native, "module", None)
     return request.param
 
 

@@ -387,7 +387,7 @@ def test_the_python_stand_ins_make_the_same_backup(tmp_path, monkeypatch, compre
     made = []
     for helpers in ("c", "python"):
         if helpers == "python":
-            monkeypatch.setattr(native, "_c", None)
+            monkeypatch.setattr(native, "module", None)
         store = PosixStore(str(tmp_path / ("store-" + helpers)))
         with open(path, "rb", buffering=0) as reader:
             backup(store, reader, size, "p", params)
