@@ -28,8 +28,11 @@ DATA_MIB = 256   # random data, which zlib cannot shrink: a backup takes seconds
 
 def object_files(deployment, backup_id: str) -> list:
     """Data objects written so far, finished or still being written."""
+    # Files only: the container directory is named after the backup id, whose
+    # last group can be all digits and look like an object number.
     return [p for p in deployment.backup_path.rglob("*")
-            if backup_id in p.name and re.search(r"-\d+(\.tmp-\w+)?\Z", p.name)]
+            if p.is_file() and backup_id in p.name
+            and re.search(r"-\d+(\.tmp-\w+)?\Z", p.name)]
 
 
 @pytest.fixture(scope="module")
