@@ -13,12 +13,16 @@ Creating and closing an object (the posix store fsyncs the file and its
 directory) costs far more than writing a small one. So buffered objects are
 written, and streamed objects closed, by helper threads, several at a time
 and overlapping the rest of the backup; :meth:`ObjectOutput.wait_complete` is
-called before the sha256 and metadata files are written.
+called before the sha256 and metadata files are written. The buffered bytes
+waiting for a helper are bounded (:data:`MAX_PENDING_BYTES`); they count until
+the helper has handed them to the store, not until the object is durable, so
+the backup does not stall behind fsync latency while its memory stays bounded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +44,7 @@ SMALL_OBJECT_LIMIT = 16 * MiB
 RAW_WRITE_SIZE = 1 * MiB        # recovered raw data is written in pieces of this size
 HELPERS = 4                     # threads writing small objects and closing writers
 MAX_PENDING = 32                # finished objects not yet complete in the store...
-MAX_PENDING_BYTES = 16 * MiB    # ...and the buffered bytes they may hold
+MAX_PENDING_BYTES = 16 * MiB    # ...and the buffered bytes not yet handed to the store
 
 class DataObject:
     """One data object being produced."""
@@ -74,8 +78,11 @@ class ObjectOutput:
         self.written: list[str] = []    # every object name this run may have created
         self.entries: list[manifest.ObjectEntry] = []
         self.open_objects: list[DataObject] = []    # with a writer open on this thread
-        self._pending: deque[tuple[Future[None], int]] = deque()   # helper jobs, bytes held
-        self._pending_bytes = 0
+        self._pending: deque[Future[Any]] = deque()     # helper jobs, oldest first
+        # Buffered bytes of submitted objects that no helper has handed to the
+        # store yet (a helper lowers it: guarded by the condition).
+        self._held = 0
+        self._handed = threading.Condition()
         self._helpers: ThreadPoolExecutor | None = None
 
     def new(self, offset: int) -> DataObject:
@@ -129,7 +136,8 @@ class ObjectOutput:
                 compression, size = "none", obj.length
             obj.stored = size
             self.open_objects.remove(obj)      # no writer is open: the helper opens one
-            self._submit(size, self._store_small, obj.name, parts, comp.name if raw else None)
+            self._submit(size, self._store_small, obj.name, parts, size,
+                         comp.name if raw else None)
         else:
             if obj.writer is None:
                 self._write(obj, comp.header())
@@ -155,38 +163,55 @@ class ObjectOutput:
         self.result.object_count += 1
         self.result.bytes_stored += obj.stored
 
-    def _store_small(self, name: str, parts: list[bytes | memoryview],
+    def _store_small(self, name: str, parts: list[bytes | memoryview], size: int,
                      decompress: str | None) -> None:
         """Helper thread: write a whole buffered object, raw when ``decompress`` says so.
 
         The raw data is recovered from the buffered compressed form (the
-        pieces it came from are long gone).
+        pieces it came from are long gone). Once every byte is with the store
+        writer, the ``size`` buffered bytes are freed and no longer count.
         """
-        with self.store.open_writer(self.container, name) as writer:
-            if decompress is None:
-                for part in parts:
-                    if part:
-                        writer.write(part)
-                return
-            src = DecompressingReader(ChunksReader(parts), decompress, name)
-            while data := src.read(RAW_WRITE_SIZE):
-                writer.write(data)
+        try:
+            with self.store.open_writer(self.container, name) as writer:
+                if decompress is None:
+                    for part in parts:
+                        if part:
+                            writer.write(part)
+                else:
+                    src = DecompressingReader(ChunksReader(parts), decompress, name)
+                    while data := src.read(RAW_WRITE_SIZE):
+                        writer.write(data)
+                self._release(parts, size)
+        finally:
+            self._release(parts, size)        # (a failure: nothing more to hand over)
+
+    def _release(self, parts: list[bytes | memoryview], size: int) -> None:
+        """Free a buffered object's bytes and stop counting them (once: ``parts`` empties)."""
+        with self._handed:
+            if parts:
+                parts.clear()
+                self._held -= size
+                self._handed.notify_all()
 
     def _submit(self, nbytes: int, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn`` (which completes an object) in a helper thread, bounding what waits."""
-        while self._pending and (self._pending[0][0].done()
-                                 or len(self._pending) >= MAX_PENDING
-                                 or self._pending_bytes + nbytes > MAX_PENDING_BYTES):
-            self._reap_oldest()
+        """Run ``fn`` (which completes an object) in a helper thread, bounding what waits:
+        :data:`MAX_PENDING` objects, and ``nbytes`` buffered bytes that ``fn`` releases
+        (:meth:`_release`) once it has handed them to the store."""
+        while True:
+            while self._pending and (self._pending[0].done()
+                                     or len(self._pending) >= MAX_PENDING):
+                self._reap_oldest()
+            with self._handed:
+                if not self._held or self._held + nbytes <= MAX_PENDING_BYTES:
+                    self._held += nbytes
+                    break
+                self._handed.wait(1.0)
         if self._helpers is None:
             self._helpers = ThreadPoolExecutor(HELPERS, thread_name_prefix="backup-store")
-        self._pending.append((self._helpers.submit(fn, *args), nbytes))
-        self._pending_bytes += nbytes
+        self._pending.append(self._helpers.submit(fn, *args))
 
     def _reap_oldest(self) -> None:
-        future, nbytes = self._pending.popleft()
-        self._pending_bytes -= nbytes
-        future.result()             # a failed write or close fails the backup
+        self._pending.popleft().result()    # a failed write or close fails the backup
 
     def wait_complete(self) -> None:
         """Wait until every finished object is complete in the store."""
@@ -199,7 +224,7 @@ class ObjectOutput:
 
     def abort(self, exc_info: Any) -> None:
         """Remove everything written (best effort: the original exception matters)."""
-        wait_futures([f for f, _ in self._pending])   # they could create objects later
+        wait_futures(self._pending)     # they could create objects later
         for obj in self.open_objects:
             if obj.cm is not None:
                 try:
