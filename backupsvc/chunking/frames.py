@@ -48,13 +48,21 @@ PROBE_SAMPLE_SIZE = 4096
 PROBE_MIN_SAVING = 0.03
 
 
-def _compress(codec: str, data: memoryview) -> bytes:
+LEVELS = {"zlib": ZLIB_LEVEL, "zstd": ZSTD_LEVEL, "bz2": BZ2_LEVEL}
+# An edge frame (see _split_zero_edges) is zeros and data that does not
+# compress: any level removes the zeros, and the fastest spends a third of
+# zlib's default level's time on the rest (a sparse volume has two edges per
+# data extent).
+EDGE_LEVELS = {"zlib": 1, "zstd": 1, "bz2": 1}
+
+
+def _compress(codec: str, data: memoryview, level: int) -> bytes:
     if codec == "zlib":
-        return deflate.compress(data, ZLIB_LEVEL)
+        return deflate.compress(data, level)
     if codec == "zstd":
         # A compressor per call: ZstdCompressor objects are not thread-safe.
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
-    return bz2.compress(data, BZ2_LEVEL)
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    return bz2.compress(data, level)
 
 
 def looks_incompressible(data: memoryview) -> bool:
@@ -96,30 +104,35 @@ EDGE = 512          # bytes at each end of an incompressible frame checked for z
 _ZERO_EDGE = bytes(EDGE)
 
 
-def _split_zero_edges(raw: memoryview, block: int) -> list[tuple[memoryview, bool]]:
-    """An incompressible frame as (part, try to compress it) pieces.
+def _split_zero_edges(raw: memoryview, codec: str,
+                      block: int) -> list[tuple[memoryview, int | None]]:
+    """An incompressible frame as (part, compression level or None) pieces.
 
     Data that starts or ends inside a sha block leaves zeros in that block
     (up to 28 KiB of a 32 KiB block when data is 4 KiB-aligned); such an edge
-    block becomes a frame of its own, which is compressed, and the rest stays
-    raw. Frames stay on sha block boundaries, as restores need.
+    block becomes a frame of its own, which is compressed (at the codec's
+    fastest level), and the rest stays raw. Frames stay on sha block
+    boundaries, as restores need.
     """
     head = raw[:EDGE] == _ZERO_EDGE
     # (A volume's short last block would put the split off the block grid.)
     tail = raw[-EDGE:] == _ZERO_EDGE and len(raw) % block == 0
     if not (head or tail) or len(raw) <= 2 * block:
-        return [(raw, False)]
+        return [(raw, None)]
     start, end = (block if head else 0), len(raw) - (block if tail else 0)
-    parts = [(raw[:start], True), (raw[start:end], False), (raw[end:], True)]
-    return [(part, squeeze) for part, squeeze in parts if part]
+    edge = EDGE_LEVELS[codec]
+    parts = [(raw[:start], edge), (raw[start:end], None), (raw[end:], edge)]
+    return [(part, level) for part, level in parts if part]
 
 
-def _frame(codec: str, raw: memoryview, squeeze: bool) -> tuple[bytes, bytes | memoryview]:
-    """(header, payload) of one frame; ``squeeze``: try to compress it."""
+def _frame(codec: str, raw: memoryview,
+           level: int | None) -> tuple[bytes, bytes | memoryview]:
+    """(header, payload) of one frame, compressed at ``level`` if that makes it smaller
+    (None: stored raw)."""
     payload: bytes | memoryview = raw
     used = "none"
-    if squeeze:
-        packed = _compress(codec, raw)
+    if level is not None:
+        packed = _compress(codec, raw, level)
         if len(packed) < len(raw):
             payload, used = packed, codec
     return HEADER.pack(CODECS[used], len(raw), len(payload), deflate.crc32(payload)), payload
@@ -132,16 +145,17 @@ def encode(codec: str, data: memoryview, block: int | None = None) -> EncodedFra
     headers: list[bytes] = []
     for start in range(0, len(data), FRAME_SIZE):
         raw = data[start:start + FRAME_SIZE]
+        parts: list[tuple[memoryview, int | None]]
         if codec == "none":
-            parts = [(raw, False)]
+            parts = [(raw, None)]
         elif not looks_incompressible(raw):
-            parts = [(raw, True)]
+            parts = [(raw, LEVELS[codec])]
         elif block is None:
-            parts = [(raw, False)]
+            parts = [(raw, None)]
         else:
-            parts = _split_zero_edges(raw, block)
-        for part, squeeze in parts:
-            header, payload = _frame(codec, part, squeeze)
+            parts = _split_zero_edges(raw, codec, block)
+        for part, level in parts:
+            header, payload = _frame(codec, part, level)
             out += (header, payload)
             headers.append(header)
     # (Joined with the lock released: most of it is frames of raw volume data.)

@@ -105,7 +105,8 @@ def test_incompressible_data_is_not_compressed(monkeypatch):
     """The probe spares the codec a frame of random data (counted, not timed)."""
     calls = []
     real = frames._compress
-    monkeypatch.setattr(frames, "_compress", lambda c, d: calls.append(len(d)) or real(c, d))
+    monkeypatch.setattr(frames, "_compress",
+                        lambda c, d, level: calls.append(len(d)) or real(c, d, level))
     rng = random.Random(3)
     frames.encode("zlib", memoryview(rng.randbytes(MiB)))
     assert calls == []
@@ -336,13 +337,18 @@ def test_random_frame_starting_with_zeros_is_stored_raw():
 
 
 @pytest.mark.parametrize("codec", ["zlib", "zstd", "bz2"])
-def test_random_frame_with_zero_edges_squeezes_only_the_edge_blocks(codec):
+def test_random_frame_with_zero_edges_squeezes_only_the_edge_blocks(codec, monkeypatch):
     # Data 4 KiB-aligned inside 32 KiB sha blocks: the frame starts and ends with zeros.
     block, zeros = 32 * 1024, 24 * 1024
     body = random.Random(5).randbytes(frames.FRAME_SIZE - 2 * zeros)
     data = bytes(zeros) + body + bytes(zeros)
     assert frames.looks_incompressible(memoryview(data))     # random data, for the probe
+    levels = []
+    real = frames._compress
+    monkeypatch.setattr(frames, "_compress",
+                        lambda c, d, level: levels.append(level) or real(c, d, level))
     encoded = frames.encode(codec, memoryview(data), block)
+    assert levels == [frames.EDGE_LEVELS[codec]] * 2        # the edges, at the fastest level
     heads = [frames.HEADER.unpack(h) for h in encoded.headers]
     assert [raw for _, raw, _, _ in heads] == [block, len(data) - 2 * block, block]
     assert [c for c, _, _, _ in heads] == [frames.CODECS[codec], 0, frames.CODECS[codec]]
