@@ -161,7 +161,6 @@ class BackupRun:
             self._plan_hole(work, shas)
             return
         self.sha256s.extend(shas)
-        view = memoryview(piece.buf)
         bs, chunk = self.bs, self.params.chunk_size
         # Objects hold runs of kept blocks, cut at chunk boundaries; only the
         # kept blocks are visited (an incremental keeps a few in a thousand).
@@ -171,7 +170,7 @@ class BackupRun:
         for i in self._kept_blocks(piece.offset // bs, shas):
             off = piece.offset + i * bs
             if seg_start is not None and (off != self.run_end or off % chunk == 0):
-                self._end_run(work, view, seg_start, prev + 1)
+                self._end_run(work, seg_start, prev + 1)
                 seg_start = None
             if seg_start is None:
                 self._start_run(work, off)
@@ -181,11 +180,11 @@ class BackupRun:
         if seg_start is None:
             return
         if prev + 1 < len(shas):        # the run ended inside this piece
-            self._end_run(work, view, seg_start, prev + 1)
+            self._end_run(work, seg_start, prev + 1)
             return
         end = piece.end
         final = end == self.size or end % chunk == 0
-        self._segment(work, view, seg_start, len(shas), final)
+        self._segment(work, seg_start, len(shas), final)
         if final:
             work.actions.append(self.current)
             self.current = None
@@ -201,10 +200,10 @@ class BackupRun:
             work.actions.append(obj)
         self.current = self.output.new(offset)
 
-    def _end_run(self, work: _Work, view: memoryview, seg_start: int, end: int) -> None:
+    def _end_run(self, work: _Work, seg_start: int, end: int) -> None:
         """The open object's run ends before block ``end`` of this piece."""
         if seg_start < end:
-            self._segment(work, view, seg_start, end, final=True)
+            self._segment(work, seg_start, end, final=True)
         self._run_ended(work)
 
     def _run_ended(self, work: _Work) -> None:
@@ -238,11 +237,12 @@ class BackupRun:
         self.result.changed_blocks += changed
         self.result.zero_blocks += changed
 
-    def _segment(self, work: _Work, view: memoryview, start: int, end: int,
-                 final: bool) -> None:
+    def _segment(self, work: _Work, start: int, end: int, final: bool) -> None:
+        """Blocks ``start`` to ``end`` of the piece go into the open object."""
         obj = self.current
         assert obj is not None
-        data = view[start * self.bs:end * self.bs]
+        piece = work.piece
+        data = piece.data(start * self.bs, min(end * self.bs, piece.length))
         obj.extents[-1][1] += len(data)
         comp = obj.compressor
         if self.compact:

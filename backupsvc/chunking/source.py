@@ -42,6 +42,10 @@ class Piece:
     the GIL the whole pipeline needs); a piece that is all data gets plain
     bytes, which need no zeroing. ``buf`` stays None for a piece wholly in a
     hole whose bytes nobody needs.
+
+    When hole bytes are not needed (zero blocks are not stored), ``buf`` holds
+    only the piece's bytes from ``buf_start`` (its first read) to the end of its
+    last read: the holes before and after are neither zeroed nor kept.
     """
 
     offset: int
@@ -49,6 +53,17 @@ class Piece:
     buf: bytes | bytearray | None
     holes: list[Range] = field(default_factory=list)
     reads: list[Range] = field(default_factory=list)
+    buf_start: int = 0
+
+    def data(self, start: int, end: int) -> memoryview:
+        """The piece's bytes ``[start, end)`` (relative to ``offset``), which ``buf`` holds."""
+        assert self.buf is not None
+        first, last = start - self.buf_start, end - self.buf_start
+        if not 0 <= first <= last <= len(self.buf):
+            raise ValueError("bytes %d-%d of the piece at %d are not in its buffer (%d-%d)"
+                             % (start, end, self.offset, self.buf_start,
+                                self.buf_start + len(self.buf)))
+        return memoryview(self.buf)[first:last]
 
     @property
     def end(self) -> int:
@@ -240,7 +255,8 @@ class PieceSource:
         for a, b in [*piece.holes, (piece.length, piece.length)]:
             if a > pos:
                 assert piece.buf is not None
-                shas.append(digest_range(piece.buf, pos, a, self.bs))
+                shas.append(digest_range(piece.buf, pos - piece.buf_start,
+                                         a - piece.buf_start, self.bs))
             if b > a:
                 # Blocks in a hole are zeros (only the volume's last may be short).
                 full, tail = divmod(b - a, self.bs)
@@ -252,11 +268,22 @@ class PieceSource:
 
     def _read_holed(self, piece: Piece) -> bytearray:
         """The piece's bytes: its reads read, zeros where its holes are (zeroed and read
-        with the interpreter lock released: bytearray(n) zeroes 4 MiB holding it)."""
+        with the interpreter lock released: bytearray(n) zeroes 4 MiB holding it).
+
+        Unless hole bytes are needed, only the span from the first read to the
+        end of the last is held (``piece.buf_start``): a data extent that
+        starts or ends inside a piece leaves the rest of it unread and unzeroed.
+        """
         assert self.fd is not None
+        start, end = 0, piece.length
+        if not self.need_hole_bytes:
+            start, end = piece.reads[0][0], piece.reads[-1][1]
+        reads = [(a - start, b - start) for a, b in piece.reads]
         try:
-            return native.read_ranges(self.fd, self.base + piece.offset, piece.length,
-                                      piece.reads)
+            buf = native.read_ranges(self.fd, self.base + piece.offset + start, end - start,
+                                     reads)
+            piece.buf_start = start
+            return buf
         except EOFError as exc:
             raise EOFError("volume ended at offset %d; expected %d bytes"
                            % (exc.args[0] - self.base, self.size)) from None

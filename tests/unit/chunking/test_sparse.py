@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from backupsvc import native
 from backupsvc.chunking import blocks
 from backupsvc.chunking.engine import Cancelled, EngineParams, read_sha256s, run_backup
+from backupsvc.chunking.source import PieceSource
 from backupsvc.drivers.posix import PosixStore
 from tests.unit.chunking import KiB, MiB, data_ranges, description
 
@@ -393,3 +394,28 @@ def test_the_python_stand_ins_make_the_same_backup(tmp_path, monkeypatch, compre
             backup(store, reader, size, "p", params)
         made.append(stored(store, "p"))
     assert made[0] == made[1] and len(made[0]) > 2
+
+
+@pytest.mark.parametrize("need_hole_bytes", [False, True])
+def test_a_piece_holds_only_its_data_span_unless_hole_bytes_are_needed(tmp_path,
+                                                                      need_hole_bytes):
+    size, bs = 4 * MiB, 32 * KiB
+    path = str(tmp_path / "image")
+    # Data from 1 MiB + 100 to 3 MiB - 5 in the piece; holes before and after.
+    image = make_sparse(path, size, [(MiB + 100, 2 * MiB - 105)])
+    with open(path, "rb") as f:
+        source = PieceSource(f, size, bs, 4 * MiB, need_hole_bytes=need_hole_bytes)
+        piece = source.next(0)
+        shas = source.load(piece)
+    assert shas.digests(0, len(shas)) == b"".join(
+        hashlib.sha256(image[o:o + bs]).digest() for o in range(0, size, bs))
+    if need_hole_bytes:
+        assert (piece.buf_start, len(piece.buf)) == (0, size)
+        assert bytes(piece.data(0, size)) == image
+    else:
+        # The span of whole blocks around the data: the holes are not held.
+        assert (piece.buf_start, len(piece.buf)) == (MiB, 2 * MiB)
+        assert bytes(piece.data(MiB, 3 * MiB)) == image[MiB:3 * MiB]
+        for outside in [(MiB - bs, MiB), (3 * MiB - bs, 3 * MiB + bs)]:
+            with pytest.raises(ValueError, match="not in its buffer"):
+                piece.data(*outside)
