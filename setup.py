@@ -2,8 +2,9 @@
 
 ``_backupsvc_blocks`` (native/blocks.c) hashes a piece's blocks, reads pieces
 around holes and copies bulk bytes, each with one release of the interpreter
-lock. It is optional: without a C compiler or OpenSSL's headers the install
-goes on and the engine uses hashlib and Python (backupsvc/native.py) instead.
+lock, and finds the zero pages of restored data. It is optional: without a C
+compiler or OpenSSL's headers the install goes on and the engine uses hashlib
+and Python (backupsvc/native.py) instead.
 """
 
 from setuptools import Extension, setup

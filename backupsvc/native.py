@@ -39,6 +39,28 @@ def copy_into(destination: Buffer, offset: int, source: Buffer) -> None:
     destination[offset:offset + len(view)] = view
 
 
+def zero_pages(data: Buffer, start: int, end: int, page: int) -> list[tuple[int, int]]:
+    """The merged ``(start, end)`` runs of the pages of ``data[start:end]`` (``page`` bytes
+    each from ``start``, the last may be short) that are all zeros."""
+    if module is not None:
+        return module.zero_pages(data, start, end, page)
+    view = memoryview(data).cast("B")
+    if page <= 0 or not 0 <= start <= end <= len(view):
+        raise ValueError("pages of %d bytes from %d to %d do not fit a %d-byte buffer"
+                         % (page, start, end, len(view)))
+    runs: list[tuple[int, int]] = []
+    zeros = bytes(page)
+    for off in range(start, end, page):
+        length = min(page, end - off)
+        if view[off] or view[off:off + length] != zeros[:length]:
+            continue
+        if runs and runs[-1][1] == off:
+            runs[-1] = (runs[-1][0], off + length)
+        else:
+            runs.append((off, off + length))
+    return runs
+
+
 def read_ranges(fd: int, offset: int, length: int,
                 ranges: list[tuple[int, int]]) -> bytearray:
     """``length`` bytes of the file from ``offset``: the (start, end) ``ranges`` (ordered,

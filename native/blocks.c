@@ -32,6 +32,14 @@
  * zeroes all of it holding the lock. The end of the file inside a range
  * raises EOFError(file offset); a failed read raises OSError.
  *
+ *   zero_pages(buffer, start, end, page) -> list[tuple[int, int]]
+ *
+ * The (start, end) runs of pages of buffer[start:end] that are all zeros
+ * (pages of ``page`` bytes from ``start``; the last may be short), merged:
+ * what a restore onto a zeroed volume need not write. It holds the lock: a
+ * page of data is recognised by its first bytes, so the scan of a frame
+ * takes microseconds, less than taking the lock back would.
+ *
  *   concat(parts) -> bytes
  *   copy_into(destination, offset, source) -> None
  *
@@ -153,6 +161,41 @@ parse_ranges(PyObject *list, Py_ssize_t length)
         previous = ranges[i].end;
     }
     return ranges;
+}
+
+static PyObject *
+zero_pages(PyObject *module, PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t start, end, page;
+    if (!PyArg_ParseTuple(args, "y*nnn:zero_pages", &buf, &start, &end, &page))
+        return NULL;
+    if (page <= 0 || start < 0 || end < start || end > buf.len) {
+        PyErr_Format(PyExc_ValueError,
+                     "pages of %zd bytes from %zd to %zd do not fit a %zd-byte buffer",
+                     page, start, end, buf.len);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);
+    const unsigned char *data = buf.buf;
+    Py_ssize_t run_start = -1;          /* the zero run being extended, if any */
+    for (Py_ssize_t off = start; result != NULL && off < end + page; off += page) {
+        /* (One step past the last page, which ends the run open there.) */
+        int zero = off < end && is_zero(data + off, (size_t)(end - off < page ? end - off
+                                                                            : page));
+        if (zero && run_start < 0)
+            run_start = off;
+        if (zero || run_start < 0)
+            continue;
+        PyObject *run = Py_BuildValue("(nn)", run_start, off < end ? off : end);
+        if (run == NULL || PyList_Append(result, run) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(run);
+        run_start = -1;
+    }
+    PyBuffer_Release(&buf);
+    return result;
 }
 
 static PyObject *
@@ -298,6 +341,9 @@ static PyMethodDef methods[] = {
     {"read_ranges", read_ranges, METH_VARARGS,
      "read_ranges(fd, offset, length, ranges) -> bytearray of length bytes from offset: "
      "the (start, end) ranges read, the rest zeros; one release of the GIL."},
+    {"zero_pages", zero_pages, METH_VARARGS,
+     "zero_pages(buffer, start, end, page) -> the merged (start, end) runs of the pages of "
+     "buffer[start:end] that are all zeros."},
     {"concat", concat, METH_O,
      "concat(parts) -> b''.join(parts), copied with the GIL released."},
     {"copy_into", copy_into, METH_VARARGS,

@@ -38,8 +38,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from backupsvc import native
 from backupsvc.chunking import frames, manifest, packs, shafile
-from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, digest_range, zero_digest
+from backupsvc.chunking.blocks import differing_blocks, digest_range, zero_digest
 from backupsvc.chunking.compression import DecompressingReader
 from backupsvc.chunking.errors import Cancelled, IntegrityError
 from backupsvc.chunking.extents import Extent, Source, plan_extents
@@ -68,7 +69,6 @@ MAX_OBJECTS_AHEAD = 64
 # Objects the store is told about (will_read) before the readers get to them.
 HINTED_AHEAD = 64
 PAGE = 4096                 # zero pages of data blocks are not written on a zeroed target
-_ZERO_PAGE = bytes(PAGE)
 
 
 def _add_run(runs: list[tuple[int, int, bool]], start: int, end: int, skip: bool) -> None:
@@ -76,13 +76,6 @@ def _add_run(runs: list[tuple[int, int, bool]], start: int, end: int, skip: bool
         runs[-1] = (runs[-1][0], end, skip)
     else:
         runs.append((start, end, skip))
-
-
-def _zero_pages(data: bytes, start: int, length: int) -> set[int]:
-    """Offsets (relative to ``start``) of the whole 4 KiB pages of ``data[start:start +
-    length]`` that are zeros. A page whose first byte is not zero costs one index."""
-    return {p for p in range(0, length - PAGE + 1, PAGE)
-            if not data[start + p] and data.startswith(_ZERO_PAGE, start + p)}
 
 
 Runs = list[tuple[int, int, bool]]          # (start, end, skip) in volume offsets
@@ -491,8 +484,8 @@ class RestoreRun:
         A block recorded as zeros is checked by comparing it with zeros, which
         is equivalent to hashing it and much faster. Returns the needed
         ranges as runs ``(start, end, skip)``; ``skip``: zeros that a zeroed
-        target already holds, whole zero blocks and, within data blocks,
-        zero pages (so a restored sparse volume allocates only its data).
+        target already holds, its 4 KiB pages of zeros, whole zero blocks among
+        them (so a restored sparse volume allocates only its data).
         """
         bs, shas = self.bs, self.shas
         end = start + len(data)
@@ -510,17 +503,18 @@ class RestoreRun:
                 raise IntegrityError(
                     "block %d (offset %d) from %s does not match the sha256 recorded "
                     "by %s" % (wrong, wrong * bs, label, self.newest.label))
-            for k, off in enumerate(range(a, b, bs)):
-                n = min(bs, b - off)
-                skip = self.target_is_zeroed and \
-                    got[k * DIGEST_SIZE:(k + 1) * DIGEST_SIZE] == zero_digest(n)
-                zero_pages = () if skip or not self.target_is_zeroed \
-                    else _zero_pages(data, off - start, n)
-                if zero_pages:
-                    for p in range(0, n, PAGE):
-                        _add_run(runs, off + p, off + min(p + PAGE, n), p in zero_pages)
-                else:
-                    _add_run(runs, off, off + n, skip)
+            if not self.target_is_zeroed:
+                _add_run(runs, a, b, False)
+                continue
+            # Zero pages (whole zero blocks among them) need not be written.
+            pos = a
+            for za, zb in native.zero_pages(data, a - start, b - start, PAGE):
+                if za + start > pos:
+                    _add_run(runs, pos, za + start, False)
+                _add_run(runs, za + start, zb + start, True)
+                pos = zb + start
+            if pos < b:
+                _add_run(runs, pos, b, False)
         return runs
 
     def _consume(self, job: _ObjectJob) -> None:

@@ -70,3 +70,19 @@ def test_read_ranges_reads_the_ranges_and_zeroes_the_rest(impl, tmp_path):
         os.close(fd)
     with pytest.raises(OSError):
         native.read_ranges(-1, 0, 10, [(0, 10)])        # not a descriptor
+
+
+def test_zero_pages_finds_the_runs_of_zero_pages(impl):
+    page = 4 * KiB
+    tricky = bytes(page - 1) + b"x"             # starts with zeros, is not zeros
+    data = b"junk" + bytes(page) + tricky + b"y" * page + bytes(2 * page) + bytes(100)
+    # Pages count from start (after the junk); the last one is 100 bytes.
+    assert native.zero_pages(data, 4, len(data), page) == [(4, 4 + page),
+                                                           (4 + 3 * page, len(data))]
+    assert native.zero_pages(data, 4, 4 + page - 1, page) == [(4, 4 + page - 1)]
+    assert native.zero_pages(data, 4 + page, 4 + 3 * page, page) == []
+    assert native.zero_pages(data, 10, 10, page) == []
+    assert native.zero_pages(bytes(10 * page), 0, 10 * page, page) == [(0, 10 * page)]
+    for bad in [(-1, 4, page), (0, len(data) + 1, page), (8, 4, page), (0, 4, 0)]:
+        with pytest.raises(ValueError):
+            native.zero_pages(data, *bad)

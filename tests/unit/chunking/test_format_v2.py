@@ -317,17 +317,6 @@ def test_a_frame_that_inflates_beyond_its_length_is_refused(codec, pack):
         frames.decode(codec, pack(bytes(64 * MiB)), 1000, "obj")
 
 
-def test_zero_pages_finds_only_whole_zero_pages():
-    from backupsvc.chunking.restore import PAGE, _zero_pages
-
-    page = bytes(PAGE)
-    tricky = b"\0" * (PAGE - 1) + b"x"          # starts with zeros, is not zeros
-    data = b"junk" + page + tricky + b"y" * PAGE + page + b"\0" * 100
-    # The block starts after the 4 junk bytes and ends with a short zero tail.
-    assert _zero_pages(data, 4, len(data) - 4) == {0, 3 * PAGE}
-    assert _zero_pages(data, 4, PAGE - 1) == set()       # no whole page
-
-
 def test_random_frame_starting_with_zeros_is_stored_raw():
     # Data 4 KiB-aligned inside a 32 KiB sha block: the frame starts with zeros.
     data = bytes(24 * 1024) + random.Random(5).randbytes(frames.FRAME_SIZE - 24 * 1024)
