@@ -258,7 +258,9 @@ class DirectWriter:
     def settle(self) -> None:
         """Write what is staged, wait for every write (raising the first failure).
 
-        Call it before ``fsync``.
+        Call it before ``fsync``. The staging buffers go back to the pool now,
+        not at :meth:`close`: an fsync can take a while, and other writers
+        may use them meanwhile.
         """
         if self._appending:
             self.finish_append()
@@ -267,6 +269,9 @@ class DirectWriter:
         while self._in_flight:
             self._reap()
         self._writeback.settle()
+        for stage in self._free:
+            _give_stage(stage)
+        self._free.clear()
 
     def close(self) -> None:
         """Wait for the writes in flight, release the second descriptor and the buffers.

@@ -99,6 +99,30 @@ def test_append_streams_whole_stages_and_a_buffered_tail(tmp_path):
         assert writer.buffered_bytes == total % ALIGN
 
 
+def test_settle_gives_the_staging_buffers_back_before_the_fsync(tmp_path, monkeypatch):
+    # A writer whose file is being fsynced keeps none: another writer takes them.
+    monkeypatch.setattr(directio, "_pool", [])
+    path = str(tmp_path / "object")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = DirectWriter(fd)
+        data = random.Random(4).randbytes(3 * STAGE + 5)
+        writer.append(data)
+        writer.settle()
+        held = len(directio._pool)
+        assert held >= 1 and writer._free == []      # in the pool, not the writer's
+        other = DirectWriter(fd)
+        stage = other._next_stage()
+        assert len(directio._pool) == held - 1       # reused, not a fresh mapping
+        other._free.append(stage)
+        other.close()
+        os.fsync(fd)
+        writer.close()
+    finally:
+        os.close(fd)
+    assert _content(path) == data
+
+
 def test_a_small_file_goes_through_the_page_cache(tmp_path):
     path = str(tmp_path / "object")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
