@@ -8,33 +8,66 @@ blocks (the holes of a sparse volume) a few bytes for the whole run, so a
 1 TiB volume holding 20 GiB of data needs about 20 MiB.
 
 The list is a sequence of *segments*, each either the digests of consecutive
-blocks (a ``bytearray``) or the count of consecutive full-size zero blocks
-(an ``int``). Digests are 32-byte ``bytes``; indexing gives hex strings, as
-the on-store format 1.0.0 and Cinder spell them.
+blocks (a ``bytearray`` of at most :data:`SEGMENT_BYTES`), the count of
+consecutive full-size zero blocks (an ``int``), or digests moved to disk (a
+:class:`_Spilled`). Digests are 32-byte ``bytes``; indexing gives hex
+strings, as the on-store format 1.0.0 and Cinder spell them.
+
+Memory stays bounded whatever the volume's size: once a list holds more
+than :data:`MEMORY_LIMIT` bytes of digests (a volume with over 32 GiB of
+data in 32 KiB blocks), its older segments go to an unlinked temporary file
+(in ``TMPDIR``, closed with the list) and are read back with ``pread`` when asked for. The engine
+asks in volume order, a piece or an object at a time, so a read brings
+thousands of digests.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 from backupsvc.chunking.blocks import DIGEST_SIZE, differing_blocks, zero_digest
 
 RUN_MIN = 64            # zero blocks in a row kept as a run rather than as digests
 BATCH = 8192            # digests per piece when the list is written out
+SEGMENT_BYTES = 1 << 20             # digests per in-memory segment: 32768 blocks
+MEMORY_LIMIT = 32 * SEGMENT_BYTES   # digests a list keeps in memory before spilling
+
+
+class _Spilled:
+    """A segment's digests, at ``offset`` in the list's temporary file."""
+
+    __slots__ = ("offset", "nbytes")
+
+    def __init__(self, offset: int, nbytes: int) -> None:
+        self.offset, self.nbytes = offset, nbytes
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+
+Segment = bytearray | int | _Spilled
 
 
 class ShaList:
     """The digests of blocks ``0 .. len - 1`` of ``block_size`` bytes (the last may be short)."""
 
-    def __init__(self, block_size: int) -> None:
+    def __init__(self, block_size: int, memory_limit: int | None = None) -> None:
         self.block_size = block_size
         self._zero = zero_digest(block_size)
         self._run_pattern = self._zero * RUN_MIN
         self._starts: list[int] = []            # first block of each segment
-        self._segments: list[bytearray | int] = []
+        self._segments: list[Segment] = []
         self._count = 0
+        self._memory_limit = MEMORY_LIMIT if memory_limit is None else memory_limit
+        self._in_memory = 0                     # bytes of digests in bytearrays
+        self._spill: IO[bytes] | None = None    # the temporary file, once needed
+        self._spill_end = 0
+        self._spill_scan = 0                    # segments before this one are not in memory
 
     @classmethod
     def from_hex(cls, hexes: Iterable[str], block_size: int) -> ShaList:
@@ -98,16 +131,53 @@ class ShaList:
             self._segments.append(count)
         self._count += count
 
-    def _append_digests(self, digests: bytes) -> None:
-        if not digests:
-            return
-        last = self._segments[-1] if self._segments else None
-        if isinstance(last, bytearray):
-            last += digests
-        else:
-            self._starts.append(self._count)
-            self._segments.append(bytearray(digests))
-        self._count += len(digests) // DIGEST_SIZE
+    def _append_digests(self, digests: bytes | memoryview) -> None:
+        pos = 0
+        while pos < len(digests):
+            last = self._segments[-1] if self._segments else None
+            if not isinstance(last, bytearray) or len(last) == SEGMENT_BYTES:
+                last = bytearray()
+                self._starts.append(self._count)
+                self._segments.append(last)
+            take = min(len(digests) - pos, SEGMENT_BYTES - len(last))
+            last += digests[pos:pos + take]
+            pos += take
+            self._count += take // DIGEST_SIZE
+            self._in_memory += take
+        if self._in_memory > self._memory_limit:
+            self._spill_segments()
+
+    def _spill_segments(self) -> None:
+        """Move in-memory segments (all but the last, which may grow) to the temporary
+        file, oldest first, until the list is back under its limit."""
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(prefix="backupsvc-sha-")
+        fd = self._spill.fileno()
+        for k in range(self._spill_scan, len(self._segments) - 1):
+            if self._in_memory <= self._memory_limit:
+                return
+            self._spill_scan = k + 1
+            seg = self._segments[k]
+            if not isinstance(seg, bytearray):
+                continue
+            if os.pwrite(fd, seg, self._spill_end) != len(seg):
+                raise OSError(errno.ENOSPC, "no room for the sha list's temporary file")
+            self._segments[k] = _Spilled(self._spill_end, len(seg))
+            self._spill_end += len(seg)
+            self._in_memory -= len(seg)
+
+    def _load(self, seg: _Spilled, start: int = 0, stop: int | None = None) -> bytes:
+        """Bytes ``start .. stop`` of a spilled segment."""
+        assert self._spill is not None
+        stop = seg.nbytes if stop is None else stop
+        data = os.pread(self._spill.fileno(), stop - start, seg.offset + start)
+        if len(data) != stop - start:
+            raise OSError("the sha list's temporary file lost %d bytes at %d"
+                          % (stop - start - len(data), seg.offset + start))
+        return data
+
+    def _dense(self, seg: bytearray | _Spilled) -> bytes | bytearray:
+        return self._load(seg) if isinstance(seg, _Spilled) else seg
 
     def extend(self, other: ShaList) -> None:
         if other.block_size != self.block_size:
@@ -117,7 +187,7 @@ class ShaList:
             if isinstance(seg, int):
                 self.append_zeros(seg)
             else:
-                self._append_digests(bytes(seg))
+                self._append_digests(bytes(other._dense(seg)))
 
     # -- reading ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -127,6 +197,11 @@ class ShaList:
     def nbytes(self) -> int:
         """Roughly the memory the digests take (the list's own overhead aside)."""
         return sum(len(s) if isinstance(s, bytearray) else 8 for s in self._segments)
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes of digests kept in the temporary file."""
+        return sum(len(s) for s in self._segments if isinstance(s, _Spilled))
 
     def digests(self, start: int = 0, stop: int | None = None) -> bytes:
         """The digests of blocks ``start .. stop - 1``, concatenated (clipped to the list)."""
@@ -144,7 +219,8 @@ class ShaList:
                 out += self._zero * take
             else:
                 at = (i - first) * DIGEST_SIZE
-                out += seg[at:at + take * DIGEST_SIZE]
+                end = at + take * DIGEST_SIZE
+                out += self._load(seg, at, end) if isinstance(seg, _Spilled) else seg[at:end]
             i += take
             k += 1
         return bytes(out)
@@ -159,6 +235,8 @@ class ShaList:
         if isinstance(seg, int):
             return self._zero
         at = (index - self._starts[k]) * DIGEST_SIZE
+        if isinstance(seg, _Spilled):
+            return self._load(seg, at, at + DIGEST_SIZE)
         return bytes(seg[at:at + DIGEST_SIZE])
 
     def __getitem__(self, index: Any) -> Any:
@@ -194,8 +272,8 @@ class ShaList:
     __hash__ = None     # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return "ShaList(%d blocks of %d bytes, %d segments)" % (
-            self._count, self.block_size, len(self._segments))
+        return "ShaList(%d blocks of %d bytes, %d segments, %d bytes on disk)" % (
+            self._count, self.block_size, len(self._segments), self.spilled_bytes)
 
     # -- questions the engine asks ----------------------------------------------
     def changed_since(self, parent: ShaList | None, first: int) -> list[int]:
@@ -235,7 +313,7 @@ class ShaList:
             if isinstance(seg, int):
                 add(first, first + seg)
                 continue
-            for a, b in _zero_records(seg, self._zero):
+            for a, b in _zero_records(self._dense(seg), self._zero):
                 add(first + a, first + b)
         tail = size - (count - 1) * bs
         if count and tail != bs:
@@ -276,7 +354,7 @@ def _is_hex_digest(text: Any) -> bool:
         return False
 
 
-def _zero_records(digests: bytearray, zero: bytes) -> Iterator[tuple[int, int]]:
+def _zero_records(digests: bytes | bytearray, zero: bytes) -> Iterator[tuple[int, int]]:
     """Index ranges of the runs of ``zero`` records in ``digests`` (aligned, 32 bytes)."""
     pos, end = 0, len(digests)
     while pos < end:

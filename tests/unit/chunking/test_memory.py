@@ -8,17 +8,21 @@ import os
 import random
 import tracemalloc
 
+import pytest
+
+from backupsvc.chunking import shalist
 from backupsvc.chunking.engine import (
     EngineParams,
     Layer,
     read_metadata,
+    read_sha256s,
     run_backup,
     run_restore,
 )
 from backupsvc.chunking.objects import MAX_PENDING_BYTES, SMALL_OBJECT_LIMIT
 from backupsvc.chunking.params import DEFAULT_PIECE_SIZE
 from backupsvc.drivers.posix import PosixStore
-from tests.unit.chunking import FileTarget, MiB, description
+from tests.unit.chunking import Chain, FileTarget, KiB, MiB, description
 
 SIZE = 256 * MiB
 WORKERS = 2
@@ -95,3 +99,38 @@ def test_backup_and_restore_memory_with_default_chunk_size(tmp_path):
                 break
     # The restore left the zero ranges as holes.
     assert os.stat(out).st_blocks * 512 < 100 * MiB
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
+def test_sha_lists_larger_than_memory_spill_to_disk(tmp_path, monkeypatch, version):
+    """A volume with more data than the sha list keeps in memory (32 GiB in 32 KiB
+    blocks by default): its lists, and its parent's, spill to a temporary file and the
+    backups and restores are the same. The limits are lowered to a few KiB of digests
+    so that a 4 MiB volume of 1 KiB blocks (4096 digests, 128 KiB) goes over them."""
+    monkeypatch.setattr(shalist, "SEGMENT_BYTES", 4 * KiB)
+    monkeypatch.setattr(shalist, "MEMORY_LIMIT", 16 * KiB)
+    spills = []
+    real_spill = shalist.ShaList._spill_segments
+
+    def counting_spill(self):
+        real_spill(self)
+        spills.append(self.spilled_bytes)
+
+    monkeypatch.setattr(shalist.ShaList, "_spill_segments", counting_spill)
+    rng = random.Random(5)
+    image = bytearray(rng.randbytes(4 * MiB))
+    image[MiB:2 * MiB] = bytes(MiB)                     # zero runs between data
+    chain = Chain(tmp_path, EngineParams(chunk_size=256 * KiB, sha_block_size=KiB,
+                                         piece_size=64 * KiB, compression="zlib",
+                                         format_version=version))
+    chain.backup(image)
+    for i in rng.sample(range(4096), 40):               # 1 % of the blocks change
+        image[i * KiB:(i + 1) * KiB] = rng.randbytes(KiB)
+    result = chain.backup(image)
+    assert result.changed_blocks <= 40
+    parent = read_sha256s(chain.store, chain.container, chain.layers[0].prefix)[1]
+    assert parent.spilled_bytes > 64 * KiB and parent.nbytes <= 20 * KiB
+    assert spills and max(spills) > 64 * KiB
+    assert chain.restore()[0] == image
+    assert chain.restore(0)[0] == chain.images[0]
+    assert chain.restore(zeroed=False, junk_seed=1)[0] == image

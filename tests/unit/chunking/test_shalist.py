@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tracemalloc
 
 import pytest
 
 from backupsvc.chunking.blocks import zero_digest, zero_sha
-from backupsvc.chunking.shalist import RUN_MIN, ShaList
+from backupsvc.chunking.shalist import RUN_MIN, SEGMENT_BYTES, ShaList
 
 BS = 4096
 ZERO = zero_digest(BS)
@@ -23,9 +25,9 @@ def random_digests(rng: random.Random, count: int) -> list[bytes]:
     return out[:count]
 
 
-def build(rng: random.Random, digests: list[bytes]) -> ShaList:
+def build(rng: random.Random, digests: list[bytes], memory_limit: int | None = None) -> ShaList:
     """The list appended in pieces of random sizes, as a backup appends pieces."""
-    shas, pos = ShaList(BS), 0
+    shas, pos = ShaList(BS, memory_limit), 0
     while pos < len(digests):
         n = rng.randint(1, 300)
         part = ShaList(BS)
@@ -35,11 +37,14 @@ def build(rng: random.Random, digests: list[bytes]) -> ShaList:
     return shas
 
 
+# memory_limit 0: every segment but the last is spilled to the temporary file.
+@pytest.mark.parametrize("memory_limit", [None, 0], ids=["in-memory", "spilled"])
 @pytest.mark.parametrize("seed", range(10))
-def test_it_reads_back_exactly_what_was_appended(seed):
+def test_it_reads_back_exactly_what_was_appended(seed, memory_limit):
     rng = random.Random(seed)
     digests = random_digests(rng, 3000)
-    shas = build(rng, digests)
+    shas = build(rng, digests, memory_limit)
+    assert (shas.spilled_bytes > 0) == (memory_limit == 0)
     hexes = [d.hex() for d in digests]
     assert len(shas) == len(digests)
     assert list(shas) == hexes and shas == hexes
@@ -72,13 +77,14 @@ def test_a_zero_digest_that_is_not_aligned_is_no_zero_block():
     assert shas.zero_runs(len(shas) * BS) == []
 
 
+@pytest.mark.parametrize("memory_limit", [None, 0], ids=["in-memory", "spilled"])
 @pytest.mark.parametrize("seed", range(10))
-def test_changed_blocks_against_a_parent(seed):
+def test_changed_blocks_against_a_parent(seed, memory_limit):
     rng = random.Random(seed)
     parent_digests = random_digests(rng, 2000)
     child = [d if rng.random() < 0.9 else rng.choice([ZERO, rng.randbytes(32)])
              for d in parent_digests] + random_digests(rng, rng.randrange(0, 300))
-    parent = build(rng, parent_digests)
+    parent = build(rng, parent_digests, memory_limit)
     first = rng.randrange(len(child))
     piece = ShaList(BS)
     piece.append(b"".join(child[first:first + 500]))
@@ -115,3 +121,42 @@ def test_bad_hex_is_named():
 def test_lists_of_different_block_sizes_do_not_mix():
     with pytest.raises(ValueError, match="do not mix"):
         ShaList(BS).extend(ShaList(2 * BS))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zero_runs_are_the_same_when_spilled(seed):
+    rng = random.Random(seed)
+    digests = random_digests(rng, 5000)
+    kept, spilled = build(random.Random(seed), digests), build(random.Random(seed), digests, 0)
+    assert spilled.spilled_bytes > 0
+    size = len(digests) * BS - 100          # a short last block
+    assert spilled.zero_runs(size) == kept.zero_runs(size)
+    assert spilled == kept
+    copy = ShaList(BS)
+    copy.extend(spilled)                    # reads the spilled segments back
+    assert copy.digests() == b"".join(digests)
+
+
+def test_a_large_list_keeps_only_its_limit_in_memory():
+    """Digests beyond the limit go to disk in whole segments: what stays in memory is
+    the limit plus the segment being filled, however many blocks the volume has."""
+    limit = 2 * SEGMENT_BYTES
+    shas = ShaList(BS, memory_limit=limit)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        piece = os.urandom(128 * 32)        # a 4 MiB piece of 32 KiB blocks
+        for i in range(8 * SEGMENT_BYTES // len(piece)):
+            shas.append(piece[:-32] + i.to_bytes(32, "big"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(shas) == 8 * SEGMENT_BYTES // 32
+    assert shas.nbytes <= limit + SEGMENT_BYTES
+    assert shas.spilled_bytes >= 8 * SEGMENT_BYTES - limit - SEGMENT_BYTES
+    assert peak < limit + 2 * SEGMENT_BYTES       # held all: 8 segments
+    last = len(shas) - 1
+    assert shas.digest(0) == piece[:32] and shas.digest(127) == bytes(32)
+    assert shas.digest(last) == ((last // 128).to_bytes(32, "big"))
+    assert shas.digests(126, 130) == piece[-64:-32] + bytes(32) + piece[:64]
+
