@@ -5,8 +5,9 @@ Measured in the benchmark's own run, on its own data and file system:
 * ``sha256``: two threads hashing 32 KiB blocks (hashlib drops the GIL).
 * ``codecs[codec][sample]``: compress / decompress throughput on two threads,
   each working through 4 MiB pieces independently with the engine's codec
-  implementations (zlib: backupsvc.chunking.deflate, i.e. zlib-ng) and levels (zlib
-  6 raw deflate, zstd 3, bz2 9), in uncompressed bytes per second, for two
+  implementations for whole frames (zlib: backupsvc.chunking.deflate's
+  compress_whole / decompress_whole, libdeflate when installed) and levels
+  (zlib 6, zstd 3, bz2 9), in uncompressed bytes per second, for two
   samples of the main volume: ``text`` (its text blocks: the data that
   compresses) and ``mix`` (all its non-zero blocks, for reference). ``none``
   has no cost.
@@ -110,8 +111,7 @@ def sha256_rate(total: int, block: int = 32 * 1024) -> float:
 
 def _compress_one(codec: str, data: bytes) -> bytes:
     if codec == "zlib":
-        c = deflate.compressobj(LEVELS["zlib"], deflate.DEFLATED, -15)
-        return c.compress(data) + c.flush(deflate.Z_FULL_FLUSH)
+        return deflate.compress_whole(data, LEVELS["zlib"])
     if codec == "zstd":
         return zstandard.ZstdCompressor(level=LEVELS["zstd"]).compress(data)
     if codec == "bz2":
@@ -121,7 +121,7 @@ def _compress_one(codec: str, data: bytes) -> bytes:
 
 def _decompress_one(codec: str, data: bytes) -> bytes:
     if codec == "zlib":
-        return deflate.decompressobj(-15).decompress(data)
+        return deflate.decompress_whole(data, 4 * MiB)
     if codec == "zstd":
         return zstandard.ZstdDecompressor().decompress(data)
     if codec == "bz2":

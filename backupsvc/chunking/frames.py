@@ -58,7 +58,7 @@ EDGE_LEVELS = {"zlib": 1, "zstd": 1, "bz2": 1}
 
 def _compress(codec: str, data: memoryview, level: int) -> bytes:
     if codec == "zlib":
-        return deflate.compress(data, level)
+        return deflate.compress_whole(data, level)
     if codec == "zstd":
         # A compressor per call: ZstdCompressor objects are not thread-safe.
         return zstandard.ZstdCompressor(level=level).compress(data)
@@ -209,10 +209,7 @@ def decode(codec: int, payload: bytes, raw_length: int, label: str) -> bytes:
         if codec == 0:
             data = payload
         elif codec == 1:
-            inflater = deflate.decompressobj()
-            data = inflater.decompress(payload, raw_length + 1)
-            if not inflater.eof:
-                raise IntegrityError("%s: a zlib frame does not end where recorded" % label)
+            data = deflate.decompress_whole(payload, raw_length)
         elif codec == 2:
             data = bz2.BZ2Decompressor().decompress(payload, raw_length + 1)
         elif codec == 3:
