@@ -22,6 +22,7 @@ frames are small tasks of very different costs.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -83,6 +84,9 @@ class BackupRun:
                                         max(1 << 20, params.piece_size // 2))
         self.output = ObjectOutput(store, container, prefix, factory, self.result)
         self.sha256s = ShaList(self.bs)
+        # 2.0.0: the sha256 file's checksum of the digests, hashed as pieces are
+        # planned (while the main thread waits for them) rather than at the end.
+        self.digests_sha = hashlib.sha256() if self.compact else None
         self.current: DataObject | None = None     # the object being filled
         self.run_end = -1           # where its run of blocks ends so far
 
@@ -160,7 +164,7 @@ class BackupRun:
         if piece.buf is None:
             self._plan_hole(work, shas)
             return
-        self.sha256s.extend(shas)
+        self._add_shas(shas)
         bs, chunk = self.bs, self.params.chunk_size
         # Objects hold runs of kept blocks, cut at chunk boundaries; only the
         # kept blocks are visited (an incremental keeps a few in a thousand).
@@ -188,6 +192,11 @@ class BackupRun:
         if final:
             work.actions.append(self.current)
             self.current = None
+
+    def _add_shas(self, shas: ShaList) -> None:
+        self.sha256s.extend(shas)
+        if self.digests_sha is not None:
+            shas.hash_into(self.digests_sha)
 
     def _start_run(self, work: _Work, offset: int) -> None:
         """A run of kept blocks starts at ``offset``: in the open object (packed after its
@@ -231,7 +240,7 @@ class BackupRun:
     def _plan_hole(self, work: _Work, shas: ShaList) -> None:
         """A piece wholly in a hole whose zero blocks are not stored: it ends the object."""
         first = work.piece.offset // self.bs
-        self.sha256s.extend(shas)
+        self._add_shas(shas)
         self._run_ended(work)
         changed = len(shas) if self.parent is None else len(shas.changed_since(self.parent, first))
         self.result.changed_blocks += changed
@@ -286,7 +295,8 @@ class BackupRun:
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,
             chunk_size=self.bs, sha256s=self.sha256s, version=version,
-            volume_size=self.size)
+            volume_size=self.size,
+            digests_sha256=self.digests_sha.hexdigest() if self.digests_sha else None)
         meta = manifest.Metadata(
             backup_id=desc.backup_id, volume_id=desc.volume_id, backup_name=desc.name,
             backup_description=desc.description, created_at=desc.created_at,

@@ -92,6 +92,9 @@ class Sha256File:
     sha256s: ShaList = field(default_factory=list)  # type: ignore[arg-type]
     version: str = FORMAT_VERSION
     volume_size: int | None = None       # 2.0.0 records it
+    # 2.0.0: the SHA-256 of the concatenated digests, when the writer hashed them
+    # as the list grew (otherwise it takes a pass over the list of its own).
+    digests_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.sha256s, ShaList):
@@ -120,14 +123,17 @@ class Sha256File:
         return self.iter_json()
 
     def _iter_compact(self) -> Iterator[bytes]:
-        # The header's checksum covers all the digests: one pass for it, one to
-        # write them (never the whole binary list at once).
-        blob_sha = hashlib.sha256()
-        for part in self.sha256s.binary_parts():
-            blob_sha.update(part)
+        # The header's checksum covers all the digests: one pass for it (unless
+        # the writer hashed them already), one to write them (never the whole
+        # binary list at once).
+        checksum = self.digests_sha256
+        if checksum is None:
+            blob_sha = hashlib.sha256()
+            self.sha256s.hash_into(blob_sha)
+            checksum = blob_sha.hexdigest()
         doc = self._header()
         doc.update(block_count=len(self.sha256s), volume_size=self.volume_size,
-                   encoding="zlib", digests_sha256=blob_sha.hexdigest())
+                   encoding="zlib", digests_sha256=checksum)
         yield json.dumps(doc, sort_keys=True).encode("utf-8") + b"\n"
         packer = deflate.compressobj(SHA_FILE_LEVEL)
         for part in self.sha256s.binary_parts():

@@ -261,6 +261,23 @@ class ShaList:
         for start in range(0, self._count, batch):
             yield self.digests(start, start + batch)
 
+    def hash_into(self, hasher: Any) -> None:
+        """``hasher.update()`` with the concatenated digests, without building them
+        (runs of zeros feed one reused batch of zero digests)."""
+        zeros = b""
+        for seg in self._segments:
+            if not isinstance(seg, int):
+                hasher.update(self._dense(seg))
+                continue
+            if len(zeros) < min(seg, BATCH) * DIGEST_SIZE:
+                zeros = self._zero * min(seg, BATCH)
+            left = seg * DIGEST_SIZE
+            with memoryview(zeros) as view:
+                while left:
+                    n = min(left, len(view))
+                    hasher.update(view[:n])
+                    left -= n
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ShaList):
             return len(self) == len(other) and all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tracemalloc
@@ -160,3 +161,14 @@ def test_a_large_list_keeps_only_its_limit_in_memory():
     assert shas.digest(last) == ((last // 128).to_bytes(32, "big"))
     assert shas.digests(126, 130) == piece[-64:-32] + bytes(32) + piece[:64]
 
+
+
+@pytest.mark.parametrize("memory_limit", [None, 0], ids=["in-memory", "spilled"])
+def test_hash_into_hashes_the_concatenated_digests(memory_limit):
+    rng = random.Random(7)
+    digests = random_digests(rng, 20_000) + [ZERO] * 9000        # runs over a batch
+    shas = build(rng, digests, memory_limit)
+    want = hashlib.sha256(b"".join(digests)).hexdigest()
+    got = hashlib.sha256()
+    shas.hash_into(got)
+    assert got.hexdigest() == want
