@@ -109,11 +109,16 @@ def sha256_rate(total: int, block: int = 32 * 1024) -> float:
     return _two_threads(work)
 
 
+_zstd = threading.local()
+
+
 def _compress_one(codec: str, data: bytes) -> bytes:
     if codec == "zlib":
         return deflate.compress_whole(data, LEVELS["zlib"])
     if codec == "zstd":
-        return zstandard.ZstdCompressor(level=LEVELS["zstd"]).compress(data)
+        if not hasattr(_zstd, "compressor"):        # one per thread, as the engine does
+            _zstd.compressor = zstandard.ZstdCompressor(level=LEVELS["zstd"])
+        return _zstd.compressor.compress(data)
     if codec == "bz2":
         return bz2.compress(data, LEVELS["bz2"])
     return data
@@ -123,7 +128,9 @@ def _decompress_one(codec: str, data: bytes) -> bytes:
     if codec == "zlib":
         return deflate.decompress_whole(data, 4 * MiB)
     if codec == "zstd":
-        return zstandard.ZstdDecompressor().decompress(data)
+        if not hasattr(_zstd, "decompressor"):
+            _zstd.decompressor = zstandard.ZstdDecompressor()
+        return _zstd.decompressor.decompress(data)
     if codec == "bz2":
         return bz2.decompress(data)
     return data

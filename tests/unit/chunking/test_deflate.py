@@ -68,3 +68,17 @@ def test_encoded_frames_round_trip_with_either_implementation(whole, monkeypatch
         out.append(frames.decode(codec, payload, raw_length, "obj"))
         pos += len(header) + stored
     assert b"".join(out) == data
+
+
+def test_a_zstd_context_is_reused_after_a_corrupt_frame():
+    """zstd contexts live as long as their thread: a failed decode leaves the next
+    frame's decode (and encode) intact."""
+    data = memoryview(TEXT)
+    encoded = frames.encode("zstd", data)
+    header = encoded.headers[0]
+    codec, raw_length, stored, _ = frames.HEADER.unpack(header)
+    payload = encoded.data[len(header):len(header) + stored]
+    with pytest.raises(IntegrityError, match="corrupt zstd frame"):
+        frames.decode(codec, payload[:len(payload) // 2], raw_length, "obj")
+    assert frames.decode(codec, payload, raw_length, "obj") == TEXT
+    assert frames.encode("zstd", data).data == encoded.data
