@@ -116,17 +116,21 @@ def load_chain(store: ObjectStore,
                chain: list[Layer]) -> tuple[list[_LoadedLayer], ShaList]:
     """Read every backup's metadata and check its objects exist.
 
-    Returns the layers and the newest backup's sha256 list; the older lists
-    are only read for their block size (they can be large).
+    Returns the layers and the newest backup's sha256 list; of the older
+    lists only the block size is read (they can be large).
     """
     loaded = []
     newest = ShaList(1)
-    for layer in chain:
+    for n, layer in enumerate(chain):
         meta = manifest.load_metadata(store, layer.container, layer.prefix)
-        sha = shafile.load(store, layer.container, layer.prefix)
-        item = _LoadedLayer(layer, meta, sha.chunk_size)
-        newest = sha.sha256s
-        del sha
+        if n == len(chain) - 1:
+            sha = shafile.load(store, layer.container, layer.prefix)
+            item = _LoadedLayer(layer, meta, sha.chunk_size)
+            newest = sha.sha256s
+            del sha
+        else:
+            item = _LoadedLayer(layer, meta, shafile.load_block_size(
+                store, layer.container, layer.prefix))
         present = set(store.list(layer.container, layer.prefix))
         missing = [o.name for o in meta.objects if o.name not in present]
         if missing:

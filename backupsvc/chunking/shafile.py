@@ -67,11 +67,7 @@ def parse(data: bytes, what: str = "sha256file") -> Sha256File:
 
 
 def read(reader: ObjectReader, what: str) -> Sha256File:
-    first = reader.read(READ_SIZE)
-    while b"\n" not in first and len(first) < MEMBER_LIMIT:     # the 2.0.0 header line
-        if not (part := reader.read(READ_SIZE)):
-            break
-        first += part
+    first = _first_part(reader)
     head, newline, body = first.partition(b"\n")
     if newline and head.startswith(b"{\""):       # Cinder's JSON starts with "{\n"
         compact = _read_compact(head, body, reader, what)
@@ -80,16 +76,43 @@ def read(reader: ObjectReader, what: str) -> Sha256File:
     return _read_json(_Text(reader, first, what), what)
 
 
+def load_block_size(store: ObjectStore, container: str, prefix: str) -> int:
+    """The sha block size the backup at ``prefix`` records, read from the start of its
+    sha256 file: a chain restore needs only the newest backup's digests, and an older
+    backup's file may hold a gigabyte of them."""
+    name = sha256file_name(prefix)
+    try:
+        with store.open_reader(container, name) as reader:
+            first = _first_part(reader)
+            head, newline, _ = first.partition(b"\n")
+            if newline and head.startswith(b"{\""):
+                doc = _compact_header(head)
+                if doc is not None:
+                    return _block_size(doc, name)
+            found = _json_block_size(_Text(reader, first, name), name)
+    except ObjectNotFound as exc:
+        raise object_missing(container, name) from exc
+    # (A JSON file with its digests before chunk_size, unlike Cinder's: read whole.)
+    return found if found is not None else load(store, container, prefix).chunk_size
+
+
+def _first_part(reader: ObjectReader) -> bytes:
+    """The start of the file: at least its first line, if that is a 2.0.0 header."""
+    first = reader.read(READ_SIZE)
+    while b"\n" not in first and len(first) < MEMBER_LIMIT:
+        if not (part := reader.read(READ_SIZE)):
+            break
+        first += part
+    return first
+
+
 # -- 2.0.0 ------------------------------------------------------------------------
 
 def _read_compact(head: bytes, body: bytes, reader: ObjectReader,
                   what: str) -> Sha256File | None:
     """A 2.0.0 sha256 file (JSON header line, zlib of the digests), or None if not one."""
-    try:
-        doc = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(doc, dict) or doc.get("version") != COMPACT_VERSION:
+    doc = _compact_header(head)
+    if doc is None:
         return None
     chunk_size = field_of(doc, "chunk_size", what, int)
     count = field_of(doc, "block_count", what, int)
@@ -106,6 +129,17 @@ def _read_compact(head: bytes, body: bytes, reader: ObjectReader,
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
         created_at=doc.get("created_at"), chunk_size=chunk_size, sha256s=shas,
         version=COMPACT_VERSION, volume_size=volume_size)
+
+
+def _compact_header(head: bytes) -> dict[str, Any] | None:
+    """The header line of a 2.0.0 sha256 file, or None if ``head`` is not one."""
+    try:
+        doc = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("version") != COMPACT_VERSION:
+        return None
+    return doc
 
 
 def _chain_parts(first: bytes, reader: ObjectReader) -> Iterator[bytes]:
@@ -262,6 +296,25 @@ def _read_json(text: _Text, what: str) -> Sha256File:
         backup_name=doc.get("backup_name"), backup_description=doc.get("backup_description"),
         created_at=doc.get("created_at"), chunk_size=chunk_size, sha256s=shas,
         version=CINDER_VERSION)
+
+
+def _json_block_size(text: _Text, what: str) -> int | None:
+    """``chunk_size`` of a 1.0.0 (JSON) file, if it comes before ``sha256s``, as Cinder
+    writes it (sorted keys); None otherwise."""
+    text.expect("{")
+    while text.next_char() != "}":
+        key = text.value()
+        if not isinstance(key, str):
+            raise text.error("member names must be strings")
+        text.expect(":")
+        if key == "sha256s":
+            return None
+        value = text.value()
+        if key == "chunk_size":
+            return _block_size({key: value}, what)
+        if text.next_char() != "}":
+            text.expect(",")
+    return _block_size({}, what)        # (it has none: FormatError)
 
 
 def _block_size(doc: dict[str, Any], what: str) -> int:

@@ -162,3 +162,47 @@ def test_a_missing_sha_file_is_an_integrity_error(tmp_path):
     store.ensure_container("c")
     with pytest.raises(IntegrityError, match="missing"):
         shafile.load(store, "c", "nothing")
+
+
+def store_file(tmp_path, data: bytes) -> PosixStore:
+    store = PosixStore(str(tmp_path))
+    store.ensure_container("c")
+    store.put("c", manifest.sha256file_name("p"), data)
+    return store
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
+def test_the_block_size_is_read_from_the_start_of_the_file(tmp_path, version):
+    """A chain restore reads only the block size of the older backups' files: their
+    start, not the megabytes of digests after it (here damaged, unseen)."""
+    digests = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(70_000)]
+    data = bytearray(b"".join(sha_file(version, digests).iter_bytes()))
+    assert len(data) > 2 * shafile.READ_SIZE
+    data[-shafile.READ_SIZE // 2] ^= 0xFF
+    store = store_file(tmp_path, bytes(data))
+    assert shafile.load_block_size(store, "c", "p") == BLOCK
+    with pytest.raises((FormatError, IntegrityError)):
+        shafile.load(store, "c", "p")                       # the whole file is damaged
+
+
+def test_the_block_size_after_the_list_reads_the_whole_file(tmp_path):
+    doc = '{"sha256s": %s, "chunk_size": 4096, "version": "1.0.0"}' % json.dumps(hexes(50))
+    assert shafile.load_block_size(store_file(tmp_path, doc.encode()), "c", "p") == 4096
+
+
+@pytest.mark.parametrize("text, message", [
+    (b'{"version": "1.0.0", "sha256s": []}', "no 'chunk_size' field"),
+    (b'{"version": "1.0.0"}', "no 'chunk_size' field"),
+    (b'{"chunk_size": 0, "sha256s": []}', "chunk_size must be positive"),
+    (b'{"chunk_size": "big", "sha256s": []}', "chunk_size"),
+])
+def test_a_missing_or_bad_block_size_is_refused(tmp_path, text, message):
+    with pytest.raises(FormatError, match=message):
+        shafile.load_block_size(store_file(tmp_path, text), "c", "p")
+
+
+def test_the_block_size_of_a_missing_file_is_an_integrity_error(tmp_path):
+    store = PosixStore(str(tmp_path))
+    store.ensure_container("c")
+    with pytest.raises(IntegrityError, match="missing"):
+        shafile.load_block_size(store, "c", "nothing")
