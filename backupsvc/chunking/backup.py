@@ -4,20 +4,23 @@ The volume is cut into pieces (:mod:`backupsvc.chunking.source`; pieces lying
 in holes of sparse files are neither read nor hashed). Three kinds of work
 overlap:
 
-* loading: a piece is read (when the reader is a regular file; otherwise the
-  main thread reads it) and its sha blocks hashed, in the *load* pool;
-* compressing: object segments (format 2.0.0: each 1 MiB frame of them) are
-  compressed in the *compress* pool, which is separate so that loading never
-  queues behind long compressions;
-* the main thread plans pieces in volume order (which sha blocks go into
-  which object), updates each 1.0.0 object's md5 and writes finished
-  segments strictly in volume order, so every object is streamed to the store.
+* loading: in the *load* pool, a piece is read (when the reader is a regular
+  file; otherwise the main thread reads it), its sha blocks are hashed and
+  the runs of blocks to store found (changed since the parent, not zeros,
+  cut at chunk boundaries). Format 2.0.0 runs are encoded into frames there
+  too: frames depend on nothing but the run's bytes, so a piece is one task
+  from the disk to its stored form, with no hand-over between threads;
+* compressing (format 1.0.0 only): each object is one compressed stream,
+  whose segments are compressed in the *compress* pool;
+* the main thread plans pieces in volume order (which runs go into which
+  object), updates each 1.0.0 object's md5 and writes finished segments
+  strictly in volume order, so every object is streamed to the store.
 
 A bounded number of pieces is in flight, whatever the chunk and volume
-sizes: ``depth + 1`` (``depth`` being compressed, so that the compressors
-always have work queued when they finish some, and one loaded ahead), with
-``depth = workers + 1`` for 1.0.0 and ``2 * workers + 2`` for 2.0.0, whose
-frames are small tasks of very different costs.
+sizes: ``depth + 1``, with ``depth = workers + 1`` for 1.0.0 (pieces being
+compressed, so that the compressors always have work queued, and one loaded
+ahead) and ``2 * workers + 2`` for 2.0.0 (pieces of very different costs,
+from zeros to text, being loaded and encoded).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from backupsvc.chunking import manifest
+from backupsvc.chunking import frames, manifest
 from backupsvc.chunking.compression import CompressorFactory
 from backupsvc.chunking.errors import Cancelled
-from backupsvc.chunking.frames import FRAME_SIZE, FramedCompressorFactory
+from backupsvc.chunking.frames import EncodedFrames, FramedCompressorFactory
 from backupsvc.chunking.objects import DataObject, ObjectOutput
 from backupsvc.chunking.params import BackupDescription, BackupResult, EngineParams, MiB
 from backupsvc.chunking.shalist import ShaList
@@ -48,13 +51,27 @@ class _Segment:
     obj: DataObject
     data: memoryview
     final: bool
-    future: Future[bytes | memoryview] | None   # None: compress in order while draining
+    # The stored form: 2.0.0 frames encoded while loading, or (1.0.0) a compression
+    # running in the compress pool; neither: compress in order while draining.
+    encoded: EncodedFrames | None = None
+    future: Future[bytes | memoryview] | None = None
+
+
+@dataclass
+class _Loaded:
+    """A loaded piece: its digests and the runs of its blocks to store."""
+
+    shas: ShaList
+    runs: list[tuple[int, int]]     # [start, end) block indices in the piece
+    encoded: list[EncodedFrames] | None     # 2.0.0: each run's frames
+    changed: int                    # blocks changed since the parent (all: no parent)
+    zeros: int                      # of those, all-zero blocks that are not stored
 
 
 @dataclass
 class _Work:
     piece: Piece
-    shas: Future[ShaList]
+    loaded: Future[_Loaded]
     actions: list[_Segment | DataObject] = field(default_factory=list)  # object: close it
 
     def compressing(self) -> Iterator[Future[bytes | memoryview]]:
@@ -98,7 +115,9 @@ class BackupRun:
         self.store.ensure_container(self.container)
         workers = self.params.workers
         self.loaders = ThreadPoolExecutor(workers, thread_name_prefix="backup-load")
-        self.compressors = ThreadPoolExecutor(workers, thread_name_prefix="backup-compress")
+        # (2.0.0 pieces are encoded by the loaders.)
+        self.compressors = None if self.compact else ThreadPoolExecutor(
+            workers, thread_name_prefix="backup-compress")
         try:
             source = PieceSource(self.reader, self.size, self.bs, self.params.piece_size,
                                  need_hole_bytes=not self.params.skip_zero_blocks)
@@ -114,7 +133,8 @@ class BackupRun:
             raise
         finally:
             self.loaders.shutdown(wait=True, cancel_futures=True)
-            self.compressors.shutdown(wait=True, cancel_futures=True)
+            if self.compressors is not None:
+                self.compressors.shutdown(wait=True, cancel_futures=True)
             self.output.shutdown()
         return self.result
 
@@ -123,21 +143,21 @@ class BackupRun:
             raise Cancelled("backup %s was cancelled" % self.desc.backup_id)
 
     def _pipeline(self, source: PieceSource) -> None:
-        loading: deque[_Work] = deque()     # being read and hashed
-        planned: deque[_Work] = deque()     # segments being compressed, to be written
+        loading: deque[_Work] = deque()     # being read and hashed (2.0.0: and encoded)
+        planned: deque[_Work] = deque()     # (1.0.0) segments being compressed, to be written
         depth = self.params.workers + 1
         if self.compact:
-            # Frames are small independent tasks of very different costs (zeros,
-            # random data, text): a deeper queue keeps every compressor busy.
+            # Pieces are whole tasks of very different costs (zeros, random
+            # data, text): a deeper queue keeps every loader busy.
             depth = 2 * self.params.workers + 2
         offset = 0
         while True:
             self._check_cancelled()
             while offset < self.size and len(loading) + len(planned) <= depth:
                 piece = source.next(offset)
-                loading.append(_Work(piece, self.loaders.submit(source.load, piece)))
+                loading.append(_Work(piece, self.loaders.submit(self._load, source, piece)))
                 offset = piece.end
-            if loading and loading[0].shas.done() and len(planned) < depth:
+            if loading and loading[0].loaded.done() and len(planned) < depth:
                 work = loading.popleft()
                 self._plan(work)
                 planned.append(work)
@@ -152,46 +172,89 @@ class BackupRun:
             if not loading and not planned:
                 return
             if loading and len(planned) < depth:
-                waiting.append(loading[0].shas)
+                waiting.append(loading[0].loaded)
             wait(waiting, return_when=FIRST_COMPLETED)
+
+    # -- loading (load pool, any order) -------------------------------------------
+    def _load(self, source: PieceSource, piece: Piece) -> _Loaded:
+        """Read and hash a piece, find the runs of blocks it stores and (2.0.0) encode them."""
+        shas = source.load(piece)
+        first = piece.offset // self.bs
+        if piece.buf is None:
+            # Wholly in a hole whose zero blocks are not stored.
+            changed = len(shas) if self.parent is None \
+                else len(shas.changed_since(self.parent, first))
+            return _Loaded(shas, [], None, changed, changed)
+        changed = shas.changed_since(self.parent, first)
+        kept = self._nonzero(first, shas, changed)
+        runs = self._runs(piece.offset, kept)
+        encoded = None
+        if self.compact:
+            codec = self.params.compression
+            encoded = [frames.encode(codec, self._run_data(piece, a, b), self.bs)
+                       for a, b in runs]
+        return _Loaded(shas, runs, encoded, len(changed), len(changed) - len(kept))
+
+    def _nonzero(self, first: int, shas: ShaList, changed: list[int]) -> list[int]:
+        """Those of the ``changed`` blocks to store: all of them, or, when zero blocks
+        are skipped, those that are not all zeros."""
+        if not self.params.skip_zero_blocks:
+            return changed
+        last_start = (first + len(shas) - 1) * self.bs
+        short = last_start + self.bs > self.size        # the volume's short last block
+        return shas.nonzero(changed, self.size - last_start if short else None)
+
+    def _runs(self, offset: int, kept: list[int]) -> list[tuple[int, int]]:
+        """The runs of consecutive ``kept`` blocks of the piece at ``offset``, cut where a
+        chunk starts (an object never spans two chunks)."""
+        runs: list[tuple[int, int]] = []
+        bs, chunk = self.bs, self.params.chunk_size
+        for i in kept:
+            if runs and runs[-1][1] == i and (offset + i * bs) % chunk:
+                runs[-1] = (runs[-1][0], i + 1)
+            else:
+                runs.append((i, i + 1))
+        return runs
+
+    def _run_data(self, piece: Piece, start: int, end: int) -> memoryview:
+        """The bytes of blocks ``start`` to ``end`` of the piece."""
+        return piece.data(start * self.bs, min(end * self.bs, piece.length))
 
     # -- planning (main thread, in volume order) --------------------------------
     def _plan(self, work: _Work) -> None:
+        """Put the piece's runs into objects: a run continues the open object's run
+        when it starts where that one ended (not at a chunk start), else it starts a
+        run of its own (packed into the open object or in a new one)."""
         piece = work.piece
-        shas = work.shas.result()
+        loaded = work.loaded.result()
         self.result.hole_bytes += piece.hole_bytes
         self.result.bytes_read += piece.length - piece.hole_bytes
-        if piece.buf is None:
-            self._plan_hole(work, shas)
-            return
-        self._add_shas(shas)
-        bs, chunk = self.bs, self.params.chunk_size
-        # Objects hold runs of kept blocks, cut at chunk boundaries; only the
-        # kept blocks are visited (an incremental keeps a few in a thousand).
-        # seg_start: the piece's first block of the run being planned, if any.
-        seg_start = 0 if self.current is not None and self.run_end == piece.offset else None
-        prev = -1           # the last kept block seen
-        for i in self._kept_blocks(piece.offset // bs, shas):
-            off = piece.offset + i * bs
-            if seg_start is not None and (off != self.run_end or off % chunk == 0):
-                self._end_run(work, seg_start, prev + 1)
-                seg_start = None
-            if seg_start is None:
-                self._start_run(work, off)
-                seg_start = i
-            prev = i
-            self.run_end = min(off + bs, self.size)
-        if seg_start is None:
-            return
-        if prev + 1 < len(shas):        # the run ended inside this piece
-            self._end_run(work, seg_start, prev + 1)
-            return
-        end = piece.end
-        final = end == self.size or end % chunk == 0
-        self._segment(work, seg_start, len(shas), final)
-        if final:
-            work.actions.append(self.current)
-            self.current = None
+        self.result.changed_blocks += loaded.changed
+        self.result.zero_blocks += loaded.zeros
+        self._add_shas(loaded.shas)
+        bs, chunk, count = self.bs, self.params.chunk_size, len(loaded.shas)
+        # Whether the open object's run reached this piece's start.
+        continuing = self.current is not None and self.run_end == piece.offset
+        for k, (a, b) in enumerate(loaded.runs):
+            start = piece.offset + a * bs
+            joins = continuing and a == 0 and start % chunk != 0
+            if continuing and not joins:
+                self._run_ended(work)
+            if not joins:
+                self._start_run(work, start)
+            continuing = False
+            end = min(piece.offset + b * bs, self.size)
+            inside = b < count          # the run ends inside this piece
+            final = inside or end == self.size or end % chunk == 0
+            self._segment(work, a, b, final, loaded.encoded[k] if loaded.encoded else None)
+            self.run_end = end
+            if inside:
+                self._run_ended(work)
+            elif final:                 # a chunk's or the volume's end: the object is done
+                work.actions.append(self.current)
+                self.current = None
+        if continuing:                  # no run here: the open run ended at the piece start
+            self._run_ended(work)
 
     def _add_shas(self, shas: ShaList) -> None:
         self.sha256s.extend(shas)
@@ -209,12 +272,6 @@ class BackupRun:
             work.actions.append(obj)
         self.current = self.output.new(offset)
 
-    def _end_run(self, work: _Work, seg_start: int, end: int) -> None:
-        """The open object's run ends before block ``end`` of this piece."""
-        if seg_start < end:
-            self._segment(work, seg_start, end, final=True)
-        self._run_ended(work)
-
     def _run_ended(self, work: _Work) -> None:
         """Close the open object, unless it may take more runs (2.0.0 packs small runs
         into objects of up to PACK_LIMIT: an incremental's changed blocks are scattered,
@@ -224,47 +281,19 @@ class BackupRun:
             work.actions.append(obj)
             self.current = None
 
-    def _kept_blocks(self, first: int, shas: ShaList) -> list[int]:
-        """Indices (in the piece) of the blocks to store: changed since the parent and,
-        when zero blocks are skipped, not all zeros. Counts changed and zero blocks."""
-        changed = shas.changed_since(self.parent, first)
-        self.result.changed_blocks += len(changed)
-        if not self.params.skip_zero_blocks:
-            return changed
-        last_start = (first + len(shas) - 1) * self.bs
-        short = last_start + self.bs > self.size        # the volume's short last block
-        kept = shas.nonzero(changed, self.size - last_start if short else None)
-        self.result.zero_blocks += len(changed) - len(kept)
-        return kept
-
-    def _plan_hole(self, work: _Work, shas: ShaList) -> None:
-        """A piece wholly in a hole whose zero blocks are not stored: it ends the object."""
-        first = work.piece.offset // self.bs
-        self._add_shas(shas)
-        self._run_ended(work)
-        changed = len(shas) if self.parent is None else len(shas.changed_since(self.parent, first))
-        self.result.changed_blocks += changed
-        self.result.zero_blocks += changed
-
-    def _segment(self, work: _Work, start: int, end: int, final: bool) -> None:
+    def _segment(self, work: _Work, start: int, end: int, final: bool,
+                 encoded: EncodedFrames | None) -> None:
         """Blocks ``start`` to ``end`` of the piece go into the open object."""
         obj = self.current
         assert obj is not None
-        piece = work.piece
-        data = piece.data(start * self.bs, min(end * self.bs, piece.length))
+        data = self._run_data(work.piece, start, end)
         obj.extents[-1][1] += len(data)
         comp = obj.compressor
-        if self.compact:
-            # One task per frame: the same frames as one task for the segment.
-            for at in range(0, len(data), FRAME_SIZE):
-                part = data[at:at + FRAME_SIZE]
-                last = at + FRAME_SIZE >= len(data)
-                work.actions.append(_Segment(obj, part, final and last, self.compressors.submit(
-                    comp.compress_segment, part, final and last)))
-        else:
-            fut = self.compressors.submit(comp.compress_segment, data, final) \
-                if comp.parallel else None
-            work.actions.append(_Segment(obj, data, final, fut))
+        segment = _Segment(obj, data, final, encoded)
+        if encoded is None and comp.parallel:
+            assert self.compressors is not None
+            segment.future = self.compressors.submit(comp.compress_segment, data, final)
+        work.actions.append(segment)
         obj.last_final = final
         obj.length += len(data)
         if obj.md5 is not None:
@@ -278,7 +307,10 @@ class BackupRun:
                 self.output.finish(action)
                 continue
             obj = action.obj
-            if action.future is not None:
+            out: bytes | memoryview | EncodedFrames
+            if action.encoded is not None:
+                out = action.encoded
+            elif action.future is not None:
                 out = action.future.result()
             else:
                 out = obj.compressor.compress_segment(action.data, action.final)
