@@ -351,3 +351,36 @@ def test_random_frame_with_zero_edges_squeezes_only_the_edge_blocks(codec, monke
     # Without the block size (or with a short last block) the frame stays whole.
     assert len(frames.encode(codec, memoryview(data)).headers) == 1
     assert len(frames.encode(codec, memoryview(data[:-1]), block).headers) == 2
+
+
+def _runs(image: bytes, block: int, chunk: int) -> list[tuple[int, int]]:
+    """(offset, length) of the runs of non-zero blocks, cut where a chunk starts."""
+    runs: list[tuple[int, int]] = []
+    for off in range(0, len(image), block):
+        if not any(image[off:off + block]):
+            continue
+        if runs and sum(runs[-1]) == off and off % chunk:
+            runs[-1] = (runs[-1][0], runs[-1][1] + block)
+        else:
+            runs.append((off, block))
+    return runs
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_objects_hold_the_runs_of_data_whatever_the_pieces(tmp_path, workers):
+    """Runs are planned piece by piece (each loaded and encoded on its own): a run
+    crossing pieces is still one run of one object, a chunk start inside a run or a
+    piece still cuts it, and zero blocks end it."""
+    rng = random.Random(5)
+    block, chunk, piece = 4 * KiB, 40 * KiB, 16 * KiB     # chunk starts inside pieces
+    image = bytearray(400 * KiB)
+    for start, length in [(4, 9), (20, 1), (26, 30), (60, 2), (70, 25)]:   # in blocks
+        image[start * block:(start + length) * block] = rng.randbytes(length * block)
+    chain = Chain(tmp_path, params(compression="zstd", chunk_size=chunk, piece_size=piece,
+                                   workers=workers))
+    chain.backup(image)
+    meta = read_metadata(chain.store, chain.container, chain.layers[0].prefix)
+    assert [run for o in meta.objects for run in o.spans()] == _runs(image, block, chunk)
+    for o in meta.objects:
+        assert len({off // chunk for off, _ in o.spans()}) == 1
+    assert chain.restore()[0] == image
