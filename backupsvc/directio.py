@@ -47,7 +47,8 @@ from backupsvc import libc, native, writeback
 ALIGN = 4096                # offsets, lengths and buffers of direct writes (any sector size)
 STAGE = 4 * 1024 * 1024     # a staging buffer; a direct write is at most this long
 DIRECT_MIN = 256 * 1024     # a streamed file smaller than this goes through the page cache
-IN_FLIGHT = 4               # direct writes one writer keeps queued or running
+IN_FLIGHT = 4               # direct writes one writer keeps queued or running...
+VOLUME_IN_FLIGHT = 8        # ...or, writing at given offsets (a restored volume), this many
 IO_THREADS = 4              # threads issuing direct writes, for every writer of the process
 READ_THREADS = 4            # threads issuing direct reads, for every reader of the process
 READ_AHEAD = 1              # buffers one reader has read (or is reading) ahead of the caller
@@ -106,7 +107,8 @@ class DirectWriter:
 
     :meth:`pwrite` writes at given offsets; :meth:`append` streams a file
     from offset 0 (use one or the other on a writer). Direct writes run in
-    background threads, :data:`IN_FLIGHT` at a time per writer, so the device
+    background threads, :data:`IN_FLIGHT` (appending) or :data:`VOLUME_IN_FLIGHT`
+    (positional) at a time per writer, so the device
     works while the caller prepares the next data; a failed one is raised by
     a later call. Call :meth:`settle` before the caller's closing ``fsync``
     (it waits for every write and raises the first failure) and :meth:`close`
@@ -213,7 +215,12 @@ class DirectWriter:
 
     # -- the two paths -------------------------------------------------------------
     def _next_stage(self) -> mmap.mmap:
-        while len(self._in_flight) >= IN_FLIGHT:
+        # A restore's writes are what it waits for (the disk takes its reads and
+        # writes at once): a deeper queue keeps the device busy (chain restore of
+        # 1 GiB 1.05 -> 0.97 s). An object being streamed is one of several
+        # written at once, each of which would hold the stages.
+        limit = IN_FLIGHT if self._appending else VOLUME_IN_FLIGHT
+        while len(self._in_flight) >= limit:
             self._reap()
         return self._free.pop() if self._free else _take_stage()
 
