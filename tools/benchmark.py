@@ -26,8 +26,9 @@ incrementals, then a restore of the full + 3 incrementals chain into a new
 a full backup of the sparse volume and its restore into a new volume. Each
 contender backs up a fresh copy of the volume (the main volume changes in
 place in it between its backups), so the page cache holds what it reads,
-whatever the runs before it pushed out. Every restore is checked byte for byte against its source (the run fails
-otherwise), and for sparse restores the allocated bytes are reported.
+whatever the runs before it pushed out. Every restore is checked byte for
+byte against its source (the run fails otherwise), and for sparse restores
+the allocated bytes are reported.
 
 Order: per codec, one service is started; each run measures the engine,
 the service, then Cinder, back to back (the service idles meanwhile). The
