@@ -8,8 +8,20 @@ queue fed by ``write``, so memory stays bounded whatever the object size.
 Swift stores an object only once the whole body arrived (the terminating
 chunk), so the object appears when the writer exits cleanly; an exception
 aborts the request and leaves nothing behind (an older object of the same name
-is kept). The ETag Swift returns is compared with the md5 of what was sent;
-on a mismatch the object is deleted. Reading streams the body and, when the
+is kept).
+
+A stream can fail halfway (a proxy restarts, a connection drops) where a
+buffered PUT would simply be sent again. So, unless retries are off
+(``backup_swift_retry_attempts = 0``), the PUT's thread also copies the
+body it sends into an unlinked temporary file (in ``TMPDIR``; at most one
+object, ``backup_swift_object_size``, per stream). If the stream fails with
+an error worth retrying, the thread keeps taking the rest of the body into
+that file, and the object is then sent again from it, with Content-Length,
+ETag and the connection's retries and backoff, as Cinder retries its
+buffered chunks. The file goes away with the writer.
+
+The ETag Swift returns is compared with the md5 of what was sent; on a
+mismatch the object is deleted. Reading streams the body and, when the
 whole object was read, compares its md5 with the ETag (large-object manifests
 excepted: their ETag is not the md5 of the content).
 
@@ -22,12 +34,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
@@ -38,6 +51,7 @@ from swiftclient import client as swift
 from swiftclient.exceptions import ClientException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from backupsvc import directio
 from backupsvc.conf.backup import check_chunk_sizes
 from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound, StoreError
 
@@ -184,36 +198,100 @@ def connection_factory(conf: Any, context: Any = None) -> Connect:
 
 # -- streaming ------------------------------------------------------------------
 
+def _worth_retrying(exc: BaseException) -> bool:
+    """Whether a failed PUT may succeed if sent again (what swiftclient retries)."""
+    if isinstance(exc, ClientException):
+        status = exc.http_status
+        return status is not None and (status in (401, 408, 429, 498, 499)
+                                       or 500 <= status <= 599)
+    return isinstance(exc, (RequestException, Urllib3Error, OSError))
+
+
+class _Spool:
+    """The body of a streamed PUT, kept for a replay in an unlinked temporary file.
+
+    Written with O_DIRECT (:mod:`backupsvc.directio`): the file is read back
+    only when a PUT failed, so its pages need not take page-cache memory
+    (whose first touch costs more than the write on lazily backed VMs).
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="backupsvc-swift-put-")
+        self._writer: directio.DirectWriter | None = directio.DirectWriter(self._file.fileno())
+
+    def append(self, chunk: bytes | memoryview) -> None:
+        assert self._writer is not None
+        self._writer.append(chunk)
+
+    def body(self) -> IO[bytes]:
+        """The whole body, from its start (no more appends)."""
+        assert self._writer is not None
+        self._writer.settle()
+        self._file.seek(0)
+        return self._file
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._file.close()
+
+
 class _Upload:
-    """A chunked PUT running in its own thread, fed through a bounded queue."""
+    """A chunked PUT running in its own thread, fed through a bounded queue.
+
+    With a ``spool`` file, every byte of the body also goes there, in order;
+    if the PUT fails with an error worth retrying, the thread goes on taking
+    the body into the spool until the writer ends it, and :attr:`replayable`
+    says the spool then holds the whole body.
+    """
 
     def __init__(self, put: Callable[[Iterator[bytes]], str],
-                 done: Callable[[bool], None], limit: int = STREAM_QUEUE_BYTES) -> None:
+                 done: Callable[[bool], None], limit: int = STREAM_QUEUE_BYTES,
+                 spool: _Spool | None = None) -> None:
         self._cond = threading.Condition()
         self._chunks: deque[bytes | memoryview] = deque()
         self._queued, self._limit = 0, limit
         self._state = "open"                  # "closed": body complete; "aborted"
         self._finished = False
-        self.md5 = hashlib.md5(usedforsecurity=False)   # of the body as it is sent
+        self._spool = spool
+        self.size = 0                         # bytes taken from the queue
+        self.md5 = hashlib.md5(usedforsecurity=False)   # of the body taken
         self.etag: str | None = None
         self.error: BaseException | None = None
+        self.replayable = False
+        self.failed_at = 0                    # bytes taken when the PUT failed
         self._thread = threading.Thread(target=self._run, args=(put, done),
                                         name="swift-put", daemon=True)
         self._thread.start()
 
+    def _take(self) -> bytes | memoryview | None:
+        """The next chunk of the body (None: the body is complete)."""
+        with self._cond:
+            while not self._chunks and self._state == "open":
+                self._cond.wait()
+            if self._state == "aborted":
+                raise _Aborted("the writer was abandoned; the PUT is aborted")
+            if not self._chunks:
+                return None
+            chunk = self._chunks.popleft()
+            self._queued -= len(chunk)
+            self._cond.notify_all()
+        self.md5.update(chunk)
+        self.size += len(chunk)
+        if self._spool is not None:
+            try:
+                self._spool.append(chunk)
+            except OSError as exc:
+                # (TMPDIR full, say.) The upload itself is fine: it goes on, but a
+                # failure of it can no longer be replayed.
+                LOG.warning("Cannot keep the body of a streamed PUT for a retry (%s); "
+                            "the upload goes on without one", exc)
+                self._spool = None
+        return chunk
+
     def _body(self) -> Iterator[bytes | memoryview]:
-        while True:
-            with self._cond:
-                while not self._chunks and self._state == "open":
-                    self._cond.wait()
-                if self._state == "aborted":
-                    raise _Aborted("the writer was abandoned; the PUT is aborted")
-                if not self._chunks:
-                    return
-                chunk = self._chunks.popleft()
-                self._queued -= len(chunk)
-                self._cond.notify_all()
-            self.md5.update(chunk)
+        while (chunk := self._take()) is not None:
             yield chunk
 
     def _run(self, put: Callable[[Iterator[bytes]], str], done: Callable[[bool], None]) -> None:
@@ -221,8 +299,17 @@ class _Upload:
             self.etag = put(self._body())
         except BaseException as exc:  # handed to the writer's thread
             self.error = exc
+        done(self.error is None)
+        try:
+            if self.error is not None and self._spool is not None \
+                    and _worth_retrying(self.error):
+                self.failed_at = self.size
+                while self._take() is not None:     # the rest of the body, for a replay
+                    pass
+                self.replayable = self._spool is not None   # (it may have failed meanwhile)
+        except BaseException as exc:  # aborted, or the spool failed
+            LOG.debug("The body of a failed PUT was not spooled: %s", exc)
         finally:
-            done(self.error is None)
             with self._cond:
                 self._finished = True
                 self._cond.notify_all()
@@ -261,6 +348,7 @@ class _SwiftWriter:
         self._what = "PUT object %s in container %s" % (name, container)
         self._buf = bytearray()
         self._upload: _Upload | None = None
+        self._spool: _Spool | None = None
         self.bytes_written = 0
 
     def write(self, data: bytes | memoryview) -> int:
@@ -270,12 +358,17 @@ class _SwiftWriter:
                 self._buf += view
             else:
                 if self._upload is None:
-                    self._upload = self._store._start_upload(self._container, self._name)
+                    self._start()
                     self._send(memoryview(self._buf), copy=False)   # handed over
                     self._buf = bytearray()
                 self._send(view, copy=True)      # the caller may reuse its buffer
         self.bytes_written += len(view)
         return len(view)
+
+    def _start(self) -> None:
+        if self._store.retries > 0:
+            self._spool = _Spool()
+        self._upload = self._store._start_upload(self._container, self._name, self._spool)
 
     def _send(self, view: memoryview, copy: bool) -> None:
         assert self._upload is not None
@@ -284,23 +377,43 @@ class _SwiftWriter:
             self._upload.send(piece.tobytes() if copy else piece)
 
     def abort(self) -> None:
-        if self._upload is not None:
-            self._upload.abort()
+        try:
+            if self._upload is not None:
+                self._upload.abort()
+        finally:
+            self._close_spool()
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
     def commit(self) -> None:
+        try:
+            self._commit()
+        finally:
+            self._close_spool()
+
+    def _commit(self) -> None:
         store, what = self._store, self._what
         missing = ContainerNotFound("container %s does not exist" % self._container)
+        upload = self._upload
         try:
-            with store._call(what, missing, retried=self._upload is None):
-                if self._upload is None:
+            with store._call(what, missing, retried=upload is None or self._spool is not None):
+                if upload is None:
                     expected = store._digest(hashlib.md5(self._buf, usedforsecurity=False))
                     with store._connection() as conn:
                         etag = conn.put_object(self._container, self._name,
                                                io.BytesIO(self._buf),
                                                content_length=len(self._buf), etag=expected)
                 else:
-                    etag = self._upload.finish()
-                    expected = store._digest(self._upload.md5)
+                    try:
+                        etag = upload.finish()
+                    except Exception as exc:
+                        if not upload.replayable:
+                            raise
+                        etag = self._replay(upload, exc)
+                    expected = store._digest(upload.md5)
         except SwiftConnectionFailed:
             # The body may have arrived even though the answer did not.
             store._delete_quietly(self._container, self._name)
@@ -312,6 +425,23 @@ class _SwiftWriter:
             store._delete_quietly(self._container, self._name)
             raise ChecksumMismatch("%s: Swift reported ETag %s but the body sent has md5 %s; "
                                    "the object was deleted" % (what, etag, expected))
+
+    def _replay(self, upload: _Upload, failure: BaseException) -> str:
+        """Send the whole body again from the spool, with swiftclient's retries."""
+        assert self._spool is not None
+        LOG.warning("%s failed after %d of its bytes were taken (%s); sending the "
+                    "%d bytes again from its spool file", self._what, upload.failed_at,
+                    failure, upload.size)
+        try:
+            body = self._spool.body()
+        except OSError as exc:
+            LOG.warning("The spool file of %s failed (%s): the PUT is not retried",
+                        self._what, exc)
+            raise failure from exc
+        with self._store._connection() as conn:
+            return conn.put_object(self._container, self._name, body,
+                                   content_length=upload.size,
+                                   etag=self._store._digest(upload.md5))
 
 
 class _SwiftReader:
@@ -462,11 +592,13 @@ class SwiftStore:
                              % (what, exc)) from exc
         except (RequestException, Urllib3Error, OSError) as exc:
             how = ("gave up after %d retries, backup_swift_retry_attempts" % self.retries
-                   if retried else "a streamed upload cannot be retried")
+                   if retried else "a streamed upload is not retried when "
+                   "backup_swift_retry_attempts is 0")
             raise SwiftConnectionFailed("%s: Swift is unreachable (%s): %s"
                                         % (what, how, exc)) from exc
 
-    def _start_upload(self, container: str, name: str) -> _Upload:
+    def _start_upload(self, container: str, name: str,
+                      spool: _Spool | None = None) -> _Upload:
         conn = self._acquire()
         try:
             # Authenticates (or renews an expired token) before the body starts,
@@ -483,7 +615,7 @@ class SwiftStore:
             return swift.put_object(url, token, container, name, contents=body,
                                     http_conn=http_conn)
 
-        return _Upload(put, lambda ok: self._release(conn, healthy=ok))
+        return _Upload(put, lambda ok: self._release(conn, healthy=ok), spool=spool)
 
     def _delete_quietly(self, container: str, name: str) -> None:
         try:

@@ -6,6 +6,7 @@ naming tools/install-swift.sh.
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -61,3 +62,18 @@ def store(conf):
 def container():
     """A container name of this test's own."""
     return "test-%s" % uuid.uuid4().hex[:12]
+
+
+class ProxyOutage:
+    """Stops the real Swift proxy now (in-flight requests die with it) and starts it
+    again ``after`` seconds later."""
+
+    def __init__(self, swift_server, after: float) -> None:
+        self.swift_server = swift_server
+        swift_server.stop_server("proxy")
+        self.restart = threading.Timer(after, swift_server.start_server, args=("proxy",))
+        self.restart.start()
+
+    def end(self) -> None:
+        self.restart.join()
+        self.swift_server.wait_ready()

@@ -2,6 +2,7 @@
 
 import io
 import random
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -15,7 +16,8 @@ from backupsvc.chunking.engine import (
     run_backup,
     run_delete,
 )
-from backupsvc.drivers.swift import SwiftStore
+from backupsvc.drivers.swift import SwiftStore, connection_factory
+from tests.functional.swift.conftest import ProxyOutage, make_conf
 from tests.unit.chunking import (
     Chain,
     KiB,
@@ -125,6 +127,51 @@ class RecordingStore(SwiftStore):
     def open_writer(self, container, name):
         self.opened.append(name)
         return super().open_writer(container, name)
+
+
+class OutageStore(SwiftStore):
+    """Stops the real proxy once the ``at``-th object is being streamed: its request,
+    and those of objects the engine's helpers are still closing, die with it."""
+
+    def __init__(self, *args, swift_server, at: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.swift_server, self.at = swift_server, at
+        self.opened = 0
+        self.outage: ProxyOutage | None = None
+
+    @contextmanager
+    def open_writer(self, container, name):
+        with super().open_writer(container, name) as writer:
+            self.opened += 1
+            if self.opened == self.at:
+                write = writer.write
+
+                def write_then_stop(data):
+                    n = write(data)
+                    if writer.bytes_written > self.put_buffer_size and self.outage is None:
+                        self.outage = ProxyOutage(self.swift_server, after=1.0)
+                    return n
+
+                writer.write = write_then_stop
+            yield writer
+
+
+def test_backup_survives_a_proxy_restart(tmp_path, swift_server, container, caplog):
+    conf = make_conf(swift_server, backup_swift_retry_attempts=6, backup_swift_retry_backoff=1)
+    store = OutageStore(connection_factory(conf), swift_server=swift_server, at=4,
+                        retries=6)
+    store.put_buffer_size = 16 * KiB            # every data object is streamed
+    store.ensure_container(container)
+    chain = SwiftChain(tmp_path, store, container, params("none"))
+    image = bytearray(random.Random(9).randbytes(2 * MiB))
+    try:
+        chain.backup(image)
+    finally:
+        if store.outage is not None:
+            store.outage.end()
+    assert store.outage is not None and store.opened > store.at
+    assert "again from its spool file" in caplog.text
+    assert chain.restore()[0] == image
 
 
 def test_cancellation_leaves_no_objects(tmp_path, conf, container):

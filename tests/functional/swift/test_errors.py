@@ -1,8 +1,11 @@
 """Integrity checks, retries, authentication modes and their errors, on a real Swift."""
 
+import random
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +20,7 @@ from backupsvc.drivers.swift import (
     SwiftConnectionFailed,
     SwiftStore,
 )
-from tests.functional.swift.conftest import make_conf
+from tests.functional.swift.conftest import ProxyOutage, make_conf
 
 pytestmark = pytest.mark.functional
 
@@ -125,6 +128,50 @@ def test_transient_outage_is_retried(swift_server, container):
     finally:
         restart.join()
         swift_server.wait_ready()
+
+
+def test_streamed_put_survives_a_proxy_restart_halfway(swift_server, container, caplog):
+    """The proxy dies while an object is being streamed: the rest of the body goes to
+    the spool file and the whole object is sent again once the proxy is back."""
+    conf = make_conf(swift_server, backup_swift_retry_attempts=6, backup_swift_retry_backoff=1)
+    store = SwiftStore.from_conf(conf)
+    store.put_buffer_size = 64 * 1024
+    store.ensure_container(container)
+    data = random.Random(5).randbytes(12 * 1024 * 1024 + 77)
+    half = len(data) // 2
+    outage = None
+    try:
+        with store.open_writer(container, "obj") as w:
+            w.write(data[:half])            # streaming: Swift has been sent some of it
+            outage = ProxyOutage(swift_server, after=1.0)
+            w.write(data[half:])
+    finally:
+        if outage is not None:
+            outage.end()
+    assert "sending the %d bytes again from its spool file" % len(data) in caplog.text
+    assert store.get(container, "obj") == data
+    assert store.list(container, "") == ["obj"]
+    assert list(Path(tempfile.gettempdir()).glob("backupsvc-swift-put-*")) == []
+
+
+def test_streamed_put_without_retries_fails_clearly(swift_server, container):
+    conf = make_conf(swift_server, backup_swift_retry_attempts=0)
+    store = SwiftStore.from_conf(conf)
+    store.put_buffer_size = 64 * 1024
+    store.ensure_container(container)
+    data = random.Random(6).randbytes(6 * 1024 * 1024)
+    outage = None
+    try:
+        with pytest.raises(SwiftConnectionFailed,
+                           match="obj.*not retried when backup_swift_retry_attempts is 0"):
+            with store.open_writer(container, "obj") as w:
+                w.write(data[:len(data) // 2])
+                outage = ProxyOutage(swift_server, after=0.5)
+                w.write(data[len(data) // 2:])
+    finally:
+        if outage is not None:
+            outage.end()
+    assert store.list(container, "") == []          # nothing half-written
 
 
 def test_wrong_key(swift_server):

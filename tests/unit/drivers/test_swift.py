@@ -4,6 +4,9 @@ Everything that talks to a server is in tests/functional/swift/.
 """
 
 import hashlib
+import random
+import resource
+import signal
 import threading
 from datetime import datetime
 from types import SimpleNamespace
@@ -11,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from keystoneauth1.identity import v3
 from oslo_config import cfg
+from swiftclient.exceptions import ClientException
 
 from backupsvc.conf import service as service_opts
 from backupsvc.conf import swift as swift_opts
@@ -269,3 +273,122 @@ def test_upload_failure_reaches_the_writer():
             upload.send(b"xx")
     with pytest.raises(ConnectionResetError):
         upload.finish()
+
+
+def _failing_put(after: int, exc: BaseException):
+    """A PUT that takes ``after`` chunks of its body and then fails with ``exc`` (what a
+    dropped connection or a proxy's 503 does to swiftclient's put_object)."""
+    def put(body):
+        for _ in range(after):
+            next(body)
+        raise exc
+    return put
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError("peer went away"),
+                                   ClientException("busy", http_status=503)],
+                         ids=["connection", "503"])
+def test_failed_upload_spools_the_whole_body_for_a_replay(error):
+    # Chunks of odd sizes, some over a page: the spool's direct writes see both.
+    rng = random.Random(4)
+    chunks = [rng.randbytes(rng.choice([3, 5000, 70000])) for _ in range(120)]
+    spool = swift_driver._Spool()
+    try:
+        upload = swift_driver._Upload(_failing_put(3, error), lambda ok: None, limit=8,
+                                      spool=spool)
+        for chunk in chunks:            # the writer goes on: the thread takes the rest
+            upload.send(chunk)
+        with pytest.raises(type(error)):
+            upload.finish()
+        assert upload.replayable
+        assert spool.body().read() == b"".join(chunks)
+    finally:
+        spool.close()
+    assert upload.size == len(b"".join(chunks))
+    assert upload.md5.hexdigest() == hashlib.md5(b"".join(chunks)).hexdigest()
+
+
+def test_refused_upload_is_not_replayed():
+    # A 404 (the container went away) or a 422 would fail again: no replay.
+    spool = swift_driver._Spool()
+    try:
+        upload = swift_driver._Upload(
+            _failing_put(1, ClientException("gone", http_status=404)), lambda ok: None,
+            limit=1, spool=spool)
+        with pytest.raises(ClientException):
+            for _ in range(100):
+                upload.send(b"xx")
+        with pytest.raises(ClientException):
+            upload.finish()
+        assert not upload.replayable
+    finally:
+        spool.close()
+
+
+def test_aborted_upload_is_not_replayable():
+    spool = swift_driver._Spool()
+    try:
+        upload = swift_driver._Upload(_failing_put(1, ConnectionResetError("reset")),
+                                      lambda ok: None, spool=spool)
+        upload.send(b"abc")
+        upload.abort()
+        assert not upload.replayable
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize("status,retry", [(401, True), (408, True), (429, True),
+                                          (500, True), (503, True), (404, False),
+                                          (409, False), (422, False), (None, False)])
+def test_which_failures_are_worth_a_replay(status, retry):
+    assert swift_driver._worth_retrying(ClientException("x", http_status=status)) is retry
+    assert swift_driver._worth_retrying(ConnectionResetError("reset"))
+    assert not swift_driver._worth_retrying(ValueError("a bug"))
+
+
+@pytest.fixture
+def small_files():
+    """Writes past 256 KiB of a file fail for real (EFBIG), as they would on a full
+    TMPDIR (the kernel's RLIMIT_FSIZE; SIGXFSZ ignored so that write() fails instead)."""
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_a_failing_spool_does_not_fail_the_upload(small_files, caplog):
+    seen = []
+
+    def put(body):
+        seen.extend(body)
+        return "etag!"
+
+    chunks = [bytes([i]) * 1024 * 1024 for i in range(24)]
+    spool = swift_driver._Spool()
+    try:
+        upload = swift_driver._Upload(put, lambda ok: None, spool=spool)
+        for chunk in chunks:
+            upload.send(chunk)
+        assert upload.finish() == "etag!"
+    finally:
+        spool.close()
+    assert b"".join(seen) == b"".join(chunks)
+    assert "Cannot keep the body of a streamed PUT for a retry" in caplog.text
+
+
+def test_an_upload_whose_spool_failed_is_not_replayed(small_files):
+    spool = swift_driver._Spool()
+    try:
+        upload = swift_driver._Upload(_failing_put(2, ConnectionResetError("reset")),
+                                      lambda ok: None, spool=spool)
+        for i in range(24):
+            upload.send(bytes([i]) * 1024 * 1024)
+        with pytest.raises(ConnectionResetError):
+            upload.finish()
+        assert not upload.replayable
+    finally:
+        spool.close()
