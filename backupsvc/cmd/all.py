@@ -77,4 +77,9 @@ class EmbeddedService(worker_cmd.WorkerProcessService):
 def main() -> None:
     cmd.prepare(defaults=embedded_defaults())
     worker_cmd.check_worker_config()
+    if CONF.backup_workers > 1:
+        # In-process messaging reaches this process only.
+        LOG.warning("backup_workers = %d is ignored by backupsvc-all, which runs one "
+                    "worker in its own process; run backupsvc-worker for more",
+                    CONF.backup_workers)
     worker_cmd.run_until_signalled(EmbeddedService())

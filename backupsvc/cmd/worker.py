@@ -16,18 +16,23 @@ LOG = logging.getLogger(__name__)
 
 
 class WorkerProcessService(service.Service):
-    """oslo.service wrapper around the worker (RPC server, pool, heartbeat)."""
+    """oslo.service wrapper around the worker (RPC server, pool, heartbeat).
 
-    def __init__(self):
+    ``shared``: the :class:`~backupsvc.worker.server.ProcessShared` of a worker
+    running in several processes, each of which starts a copy of this service.
+    """
+
+    def __init__(self, shared=None):
         super().__init__()
         self.worker = None
+        self.shared = shared
 
     def start(self):
         from backupsvc.worker.server import WorkerService
 
         super().start()
         try:
-            self.worker = WorkerService()
+            self.worker = WorkerService(shared=self.shared)
             self.worker.start()
         except Exception:
             # The launcher would log this and carry on; a worker that cannot
@@ -50,6 +55,10 @@ def check_worker_config() -> None:
         storage.check_config(CONF)
     except (ValueError, storage.DriverNotAvailable, StoreError) as exc:
         sys.exit("backupsvc-worker: configuration error: %s" % exc)
+    cpus = os.cpu_count() or 1
+    if CONF.backup_workers > cpus:
+        sys.exit("backupsvc-worker: configuration error: backup_workers = %d, but this "
+                 "machine has %d CPUs" % (CONF.backup_workers, cpus))
     db_api.configure()
 
 
@@ -66,7 +75,30 @@ def run_until_signalled(svc: service.Service) -> None:
     launcher.wait()
 
 
+def run_processes(count: int) -> None:
+    """``backup_workers`` > 1: that many processes serve the worker's queue.
+
+    oslo.service's process launcher forks them (and forks a new one for any
+    that dies); SIGTERM stops them all. Nothing that holds a connection (the
+    database engine, messaging transports) exists before the fork: each
+    process makes its own.
+    """
+    from backupsvc.worker.server import ProcessShared, mark_down
+
+    launcher = service.ProcessLauncher(CONF, restart_method="mutate")
+    launcher.launch_service(WorkerProcessService(ProcessShared(CONF.backup_max_operations)),
+                            workers=count)
+    LOG.info("backupsvc worker %s: %d processes", CONF.host, count)
+    try:
+        launcher.wait()
+    finally:
+        mark_down(CONF.host)
+
+
 def main() -> None:
     cmd.prepare()
     check_worker_config()
-    run_until_signalled(WorkerProcessService())
+    if CONF.backup_workers > 1:
+        run_processes(CONF.backup_workers)
+    else:
+        run_until_signalled(WorkerProcessService())

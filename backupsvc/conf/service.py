@@ -13,7 +13,13 @@ opts = [
                help="Maximum seconds since the last heartbeat for a worker to be up."),
     cfg.IntOpt("backup_max_operations", default=15, min=0,
                help="Maximum number of concurrent backup and restore operations "
-                    "of one worker; 0 means unlimited."),
+                    "of one worker (all its processes together); 0 means unlimited."),
+    # (At most the number of CPUs, checked when the worker starts: a maximum
+    # here would put this machine's CPU count into the sample config.)
+    cfg.IntOpt("backup_workers", default=1, min=1,
+               help="Number of worker processes to launch (at most the number of "
+                    "CPUs). Concurrent jobs then run in several processes, each "
+                    "with its own interpreter lock."),
     cfg.IntOpt("backup_native_threads_pool_size", default=60, min=20,
                help="Size of the worker's pool for RPC dispatch."),
     cfg.StrOpt("state_path", default="/var/lib/backupsvc",

@@ -1,8 +1,11 @@
 """The worker process: RPC server, bounded job pool, heartbeat, start-up recovery."""
 
 import gc
+import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
@@ -23,15 +26,48 @@ LOG = logging.getLogger(__name__)
 RESTART_REASON = "incomplete backup reset on manager restart"
 
 
+class ProcessShared:
+    """What the processes of one worker (``backup_workers`` > 1) share: made by
+    the parent before it forks them.
+
+    * ``slots``: backup_max_operations is a limit for the whole worker, not
+      per process (a semaphore across processes; None: unlimited);
+    * start-up recovery runs once, in the first process to start, and the
+      others wait for it before they serve: a process that served first could
+      see its new jobs reset by another one's recovery. A process started
+      again later (after a crash) does not recover: the others' jobs are
+      running.
+    """
+
+    def __init__(self, max_operations: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.slots = ctx.BoundedSemaphore(max_operations) if max_operations else None
+        self._recovery = ctx.Lock()
+        self._recovered = ctx.Value("b", 0, lock=False)
+
+    def recover_once(self, recover_rows: Callable[[], None]) -> None:
+        with self._recovery:
+            if not self._recovered.value:
+                recover_rows()
+                self._recovered.value = 1
+
+
 class JobPool:
     """At most backup_max_operations jobs run at once; the rest wait in order."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, slots: Any = None):
         # 0 means unlimited in Cinder; a generous cap keeps threads bounded.
         self._executor = futures.ThreadPoolExecutor(max_workers=size or 64,
                                                     thread_name_prefix="backup-job")
+        self._slots = slots         # shared with the worker's other processes
+
+    def _run(self, fn: Callable, *args: Any) -> Any:
+        with self._slots:
+            return fn(*args)
 
     def submit(self, fn, *args) -> futures.Future:
+        if self._slots is not None:
+            fn, args = self._run, (fn, *args)
         future = self._executor.submit(fn, *args)
         future.add_done_callback(self._log_failure)
         future.add_done_callback(memory.release_memory)
@@ -91,10 +127,20 @@ def _return_backup_source(ctx, backup) -> None:
                          previous_status="error_backing-up")
 
 
+def mark_down(host: str) -> None:
+    """Say in the services table that this host's worker stopped."""
+    try:
+        db.service_mark_down(get_admin_context(), host, rpc.WORKER_BINARY)
+    except Exception:
+        LOG.exception("Could not mark this worker down")
+
+
 class Heartbeat(threading.Thread):
-    def __init__(self, host: str, interval: int):
+    def __init__(self, host: str, interval: int, mark_down_on_stop: bool = True):
         super().__init__(name="heartbeat", daemon=True)
         self.host, self.interval = host, interval
+        # One of several processes stopping (or restarted) leaves the host up.
+        self.mark_down_on_stop = mark_down_on_stop
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
@@ -110,31 +156,38 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        try:
-            db.service_mark_down(get_admin_context(), self.host, rpc.WORKER_BINARY)
-        except Exception:
-            LOG.exception("Could not mark this worker down")
+        if self.mark_down_on_stop:
+            mark_down(self.host)
 
 
 class WorkerService:
-    """Start order: recover rows, serve RPC, then announce liveness."""
+    """Start order: recover rows, serve RPC, then announce liveness.
 
-    def __init__(self, host: str | None = None):
+    ``shared``: this is one of the worker's several processes (see
+    :class:`ProcessShared`).
+    """
+
+    def __init__(self, host: str | None = None, shared: ProcessShared | None = None):
         self.host = host or CONF.host
+        self.shared = shared
         memory.tune_malloc()
         # The libraries' objects never become garbage: out of the cyclic
         # collector's sight, the collections a job triggers do not walk them.
         gc.freeze()
-        self.pool = JobPool(CONF.backup_max_operations)
+        self.pool = JobPool(CONF.backup_max_operations, shared.slots if shared else None)
         self.manager = worker_manager.BackupManager(self.host, self.pool.submit)
-        self.heartbeat = Heartbeat(self.host, CONF.report_interval)
+        self.heartbeat = Heartbeat(self.host, CONF.report_interval,
+                                   mark_down_on_stop=shared is None)
         target = messaging.Target(topic=rpc.BACKUP_TOPIC, server=self.host)
         self.rpc_server = messaging.get_rpc_server(
             rpc.get_transport(), target, [self.manager], executor="threading",
             serializer=rpc.ContextSerializer())
 
     def start(self) -> None:
-        recover(self.host, self.manager)
+        if self.shared is None:
+            recover(self.host, self.manager)
+        else:
+            self.shared.recover_once(lambda: recover(self.host, self.manager))
         self.rpc_server.start()
         self.heartbeat.beat()
         self.heartbeat.start()

@@ -1,6 +1,8 @@
 """The worker's job pool: jobs run, memory is handed back, shutdown waits."""
 
+import multiprocessing
 import threading
+import time
 
 from backupsvc import memory
 from backupsvc.worker import server
@@ -44,3 +46,57 @@ def test_tune_malloc_sets_arenas_and_fixed_thresholds(monkeypatch):
 def test_tune_malloc_is_harmless_where_there_is_no_glibc(monkeypatch):
     monkeypatch.setattr(memory, "_libc_function", lambda name: None)
     memory.tune_malloc()
+
+
+def test_operations_are_limited_across_the_workers_processes():
+    # backup_workers > 1: another process of the worker holds the only slot.
+    shared = server.ProcessShared(1)
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+
+    def other_process():
+        with shared.slots:
+            held.set()
+            release.wait(10)
+
+    proc = ctx.Process(target=other_process)
+    proc.start()
+    pool = server.JobPool(4, shared.slots)
+    try:
+        assert held.wait(10)
+        future = pool.submit(lambda: "ran")
+        time.sleep(0.3)
+        assert not future.done()            # waiting for the other process's operation
+        release.set()
+        assert future.result(10) == "ran"
+    finally:
+        release.set()
+        proc.join(10)
+        pool.shutdown(wait=True)
+
+
+def test_recovery_runs_once_whatever_the_processes():
+    shared = server.ProcessShared(0)
+    assert shared.slots is None                 # 0: unlimited, as in Cinder
+    ctx = multiprocessing.get_context("fork")
+    runs = ctx.Value("i", 0)
+
+    def recover_rows():
+        with runs.get_lock():
+            runs.value += 1
+        time.sleep(0.2)                     # the others must wait, not skip ahead
+
+    def process(done):
+        shared.recover_once(recover_rows)
+        done.put(runs.value)                # what it saw once it could serve
+
+    done = ctx.Queue()
+    procs = [ctx.Process(target=process, args=(done,)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    seen = [done.get(timeout=10) for _ in procs]
+    for proc in procs:
+        proc.join(10)
+    assert runs.value == 1 and seen == [1, 1, 1]
+    shared.recover_once(recover_rows)       # a process started later: no second run
+    assert runs.value == 1
