@@ -33,6 +33,39 @@ def service_list() -> None:
                                             state, svc.heartbeat_at))
 
 
+def backup_verify() -> None:
+    """Check that backups restore, reading them as a restore would (nothing written)."""
+    from backupsvc import exception
+    from backupsvc.context import get_admin_context
+    from backupsvc.worker import verify
+
+    ctx = get_admin_context()
+    ids = list(CONF.command.backup_ids)
+    if CONF.command.all:
+        ids += verify.available_backups(ctx)
+    if not ids:
+        sys.exit("backupsvc-manage backup verify: name backup ids, or --all")
+    failed = 0
+    for backup_id in ids:
+        try:
+            found = verify.verify_backup(ctx, backup_id)
+        except exception.BackupNotFound:
+            print("%s: FAILED: no such backup" % backup_id)
+            failed += 1
+            continue
+        if found.skipped:
+            print("%s: skipped: %s" % (backup_id, found.error))
+        elif found.ok:
+            print("%s: OK: %d bytes restored (%d of data, from %d objects; a chain of %d)"
+                  % (backup_id, found.size, found.data_bytes, found.objects_read,
+                     found.chain))
+        else:
+            print("%s: FAILED: %s" % (backup_id, found.error))
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
 def add_command_parsers(subparsers) -> None:
     db_parser = subparsers.add_parser("db", help="database schema")
     db_sub = db_parser.add_subparsers(dest="action")
@@ -45,6 +78,14 @@ def add_command_parsers(subparsers) -> None:
     svc_sub = svc_parser.add_subparsers(dest="action")
     svc_sub.add_parser("list", help="list workers and their heartbeats").set_defaults(
         func=service_list)
+    backup_parser = subparsers.add_parser("backup", help="backups")
+    backup_sub = backup_parser.add_subparsers(dest="action")
+    verify = backup_sub.add_parser(
+        "verify", help="check that backups restore: every object and block is read and "
+                       "checked as a restore would, nothing is written")
+    verify.add_argument("backup_ids", nargs="*", metavar="BACKUP_ID")
+    verify.add_argument("--all", action="store_true", help="every available backup")
+    verify.set_defaults(func=backup_verify)
 
 
 def main() -> None:
@@ -56,5 +97,5 @@ def main() -> None:
     func = getattr(CONF.command, "func", None)
     if func is None:
         sys.exit("usage: backupsvc-manage [--config-file FILE] {db sync|db version|"
-                 "service list}")
+                 "service list|backup verify}")
     func()

@@ -92,6 +92,17 @@ def _volume_meta(volume, size_bytes: int) -> str:
                        "volume-glance-metadata": {}, SIZE_KEY: size_bytes})
 
 
+def backup_chain(ctx, backup) -> list:
+    """Rows from the full backup to ``backup``, oldest first."""
+    chain = [backup]
+    while chain[-1].parent_id:
+        chain.append(db.backup_get(ctx, chain[-1].parent_id, project_only=False,
+                                   read_deleted=True))
+        if len(chain) > 10000:
+            raise exception.InvalidBackup(reason="Backup chain is too long or cyclic")
+    return list(reversed(chain))
+
+
 def source_size(store, chain_layers, newest_meta) -> int:
     """Bytes the backup covers: recorded by us, else inferred (Cinder backups)."""
     try:
@@ -284,16 +295,6 @@ class BackupManager:
             LOG.exception("Could not remove objects %s/%s*", container, prefix)
 
     # ----------------------------------------------------------- restore
-    def _chain(self, ctx, backup) -> list:
-        """Rows from the full backup to ``backup``, oldest first."""
-        chain = [backup]
-        while chain[-1].parent_id:
-            chain.append(db.backup_get(ctx, chain[-1].parent_id, project_only=False,
-                                       read_deleted=True))
-            if len(chain) > 10000:
-                raise exception.InvalidBackup(reason="Backup chain is too long or cyclic")
-        return list(reversed(chain))
-
     def _restore_backup(self, backup_id: str, volume_id: str, volume_is_new: bool,
                         user_ctx=None) -> None:
         ctx = get_admin_context()
@@ -312,7 +313,7 @@ class BackupManager:
                 return
         notifications.notify(ctx, backup, "restore.start", restore_volume_id=volume.id)
         try:
-            chain = self._chain(ctx, backup)
+            chain = backup_chain(ctx, backup)
             layers = [engine.Layer(b.container, b.service_metadata) for b in chain]
             metadata = engine.read_metadata(store, backup.container,
                                             backup.service_metadata)
