@@ -34,13 +34,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import tempfile
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
@@ -51,15 +49,14 @@ from swiftclient import client as swift
 from swiftclient.exceptions import ClientException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from backupsvc import directio
 from backupsvc.conf.backup import check_chunk_sizes
+from backupsvc.drivers import swift_upload
 from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound, StoreError
 
 LOG = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 PUT_BUFFER_SIZE = 4 * MiB      # objects up to this size go in one retryable PUT
-STREAM_QUEUE_BYTES = 4 * MiB   # bytes written but not yet sent, per streaming PUT
 STREAM_PIECE = 1 * MiB         # largest chunk handed to the HTTP layer
 READ_CHUNK_SIZE = 1 * MiB      # resp_chunk_size of streamed GETs
 MAX_IDLE_CONNECTIONS = 8
@@ -77,10 +74,6 @@ class ChecksumMismatch(StoreError):
 
 class SwiftConfigError(StoreError, ValueError):
     """The configuration (or request context) does not allow reaching Swift."""
-
-
-class _Aborted(Exception):
-    """Raised inside a streaming PUT's body so that the request never completes."""
 
 
 def check_sizes(conf: Any) -> None:
@@ -196,159 +189,13 @@ def connection_factory(conf: Any, context: Any = None) -> Connect:
                              **common)
 
 
-# -- streaming ------------------------------------------------------------------
-
-def _worth_retrying(exc: BaseException) -> bool:
-    """Whether a failed PUT may succeed if sent again (what swiftclient retries)."""
-    if isinstance(exc, ClientException):
-        status = exc.http_status
-        return status is not None and (status in (401, 408, 429, 498, 499)
-                                       or 500 <= status <= 599)
-    return isinstance(exc, (RequestException, Urllib3Error, OSError))
-
-
-class _Spool:
-    """The body of a streamed PUT, kept for a replay in an unlinked temporary file.
-
-    Written with O_DIRECT (:mod:`backupsvc.directio`): the file is read back
-    only when a PUT failed, so its pages need not take page-cache memory
-    (whose first touch costs more than the write on lazily backed VMs).
-    """
-
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="backupsvc-swift-put-")
-        self._writer: directio.DirectWriter | None = directio.DirectWriter(self._file.fileno())
-
-    def append(self, chunk: bytes | memoryview) -> None:
-        assert self._writer is not None
-        self._writer.append(chunk)
-
-    def body(self) -> IO[bytes]:
-        """The whole body, from its start (no more appends)."""
-        assert self._writer is not None
-        self._writer.settle()
-        self._file.seek(0)
-        return self._file
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._file.close()
-
-
-class _Upload:
-    """A chunked PUT running in its own thread, fed through a bounded queue.
-
-    With a ``spool`` file, every byte of the body also goes there, in order;
-    if the PUT fails with an error worth retrying, the thread goes on taking
-    the body into the spool until the writer ends it, and :attr:`replayable`
-    says the spool then holds the whole body.
-    """
-
-    def __init__(self, put: Callable[[Iterator[bytes]], str],
-                 done: Callable[[bool], None], limit: int = STREAM_QUEUE_BYTES,
-                 spool: _Spool | None = None) -> None:
-        self._cond = threading.Condition()
-        self._chunks: deque[bytes | memoryview] = deque()
-        self._queued, self._limit = 0, limit
-        self._state = "open"                  # "closed": body complete; "aborted"
-        self._finished = False
-        self._spool = spool
-        self.size = 0                         # bytes taken from the queue
-        self.md5 = hashlib.md5(usedforsecurity=False)   # of the body taken
-        self.etag: str | None = None
-        self.error: BaseException | None = None
-        self.replayable = False
-        self.failed_at = 0                    # bytes taken when the PUT failed
-        self._thread = threading.Thread(target=self._run, args=(put, done),
-                                        name="swift-put", daemon=True)
-        self._thread.start()
-
-    def _take(self) -> bytes | memoryview | None:
-        """The next chunk of the body (None: the body is complete)."""
-        with self._cond:
-            while not self._chunks and self._state == "open":
-                self._cond.wait()
-            if self._state == "aborted":
-                raise _Aborted("the writer was abandoned; the PUT is aborted")
-            if not self._chunks:
-                return None
-            chunk = self._chunks.popleft()
-            self._queued -= len(chunk)
-            self._cond.notify_all()
-        self.md5.update(chunk)
-        self.size += len(chunk)
-        if self._spool is not None:
-            try:
-                self._spool.append(chunk)
-            except OSError as exc:
-                # (TMPDIR full, say.) The upload itself is fine: it goes on, but a
-                # failure of it can no longer be replayed.
-                LOG.warning("Cannot keep the body of a streamed PUT for a retry (%s); "
-                            "the upload goes on without one", exc)
-                self._spool = None
-        return chunk
-
-    def _body(self) -> Iterator[bytes | memoryview]:
-        while (chunk := self._take()) is not None:
-            yield chunk
-
-    def _run(self, put: Callable[[Iterator[bytes]], str], done: Callable[[bool], None]) -> None:
-        try:
-            self.etag = put(self._body())
-        except BaseException as exc:  # handed to the writer's thread
-            self.error = exc
-        done(self.error is None)
-        try:
-            if self.error is not None and self._spool is not None \
-                    and _worth_retrying(self.error):
-                self.failed_at = self.size
-                while self._take() is not None:     # the rest of the body, for a replay
-                    pass
-                self.replayable = self._spool is not None   # (it may have failed meanwhile)
-        except BaseException as exc:  # aborted, or the spool failed
-            LOG.debug("The body of a failed PUT was not spooled: %s", exc)
-        finally:
-            with self._cond:
-                self._finished = True
-                self._cond.notify_all()
-
-    def send(self, chunk: bytes | memoryview) -> None:
-        with self._cond:
-            while self._queued >= self._limit and not self._finished:
-                self._cond.wait()
-            if not self._finished:
-                self._chunks.append(chunk)
-                self._queued += len(chunk)
-                self._cond.notify_all()
-                return
-        raise self.error or StoreError("the PUT ended before its body was complete")
-
-    def _end(self, state: str) -> None:
-        with self._cond:
-            if self._state == "open":
-                self._state = state
-            self._cond.notify_all()
-        self._thread.join()
-
-    def finish(self) -> str:
-        self._end("closed")
-        if self.error is not None:
-            raise self.error
-        return self.etag or ""
-
-    def abort(self) -> None:
-        self._end("aborted")
-
-
 class _SwiftWriter:
     def __init__(self, store: SwiftStore, container: str, name: str) -> None:
         self._store, self._container, self._name = store, container, name
         self._what = "PUT object %s in container %s" % (name, container)
         self._buf = bytearray()
-        self._upload: _Upload | None = None
-        self._spool: _Spool | None = None
+        self._upload: swift_upload.Upload | None = None
+        self._spool: swift_upload.Spool | None = None
         self.bytes_written = 0
 
     def write(self, data: bytes | memoryview) -> int:
@@ -367,7 +214,7 @@ class _SwiftWriter:
 
     def _start(self) -> None:
         if self._store.retries > 0:
-            self._spool = _Spool()
+            self._spool = swift_upload.Spool()
         self._upload = self._store._start_upload(self._container, self._name, self._spool)
 
     def _send(self, view: memoryview, copy: bool) -> None:
@@ -426,7 +273,7 @@ class _SwiftWriter:
             raise ChecksumMismatch("%s: Swift reported ETag %s but the body sent has md5 %s; "
                                    "the object was deleted" % (what, etag, expected))
 
-    def _replay(self, upload: _Upload, failure: BaseException) -> str:
+    def _replay(self, upload: swift_upload.Upload, failure: BaseException) -> str:
         """Send the whole body again from the spool, with swiftclient's retries."""
         assert self._spool is not None
         LOG.warning("%s failed after %d of its bytes were taken (%s); sending the "
@@ -598,7 +445,7 @@ class SwiftStore:
                                         % (what, how, exc)) from exc
 
     def _start_upload(self, container: str, name: str,
-                      spool: _Spool | None = None) -> _Upload:
+                      spool: swift_upload.Spool | None = None) -> swift_upload.Upload:
         conn = self._acquire()
         try:
             # Authenticates (or renews an expired token) before the body starts,
@@ -615,7 +462,7 @@ class SwiftStore:
             return swift.put_object(url, token, container, name, contents=body,
                                     http_conn=http_conn)
 
-        return _Upload(put, lambda ok: self._release(conn, healthy=ok), spool=spool)
+        return swift_upload.Upload(put, lambda ok: self._release(conn, healthy=ok), spool=spool)
 
     def _delete_quietly(self, container: str, name: str) -> None:
         try:

@@ -19,6 +19,7 @@ from swiftclient.exceptions import ClientException
 from backupsvc.conf import service as service_opts
 from backupsvc.conf import swift as swift_opts
 from backupsvc.drivers import swift as swift_driver
+from backupsvc.drivers import swift_upload
 from backupsvc.drivers.base import InvalidName, StoreError
 from backupsvc.drivers.swift import (
     ChecksumMismatch,
@@ -232,7 +233,7 @@ def test_upload_streams_in_order_and_reports_the_etag():
         return "etag!"
 
     done = []
-    upload = swift_driver._Upload(put, done.append, limit=4)
+    upload = swift_upload.Upload(put, done.append, limit=4)
     for i in range(50):
         upload.send(b"%02d" % i)
     assert upload.finish() == "etag!"
@@ -255,11 +256,11 @@ def test_upload_abort_breaks_the_request():
         return "never"
 
     done = []
-    upload = swift_driver._Upload(put, done.append)
+    upload = swift_upload.Upload(put, done.append)
     upload.send(b"x")
     started.wait(5)
     upload.abort()
-    assert outcome == ["_Aborted"] and done == [False]
+    assert outcome == ["Aborted"] and done == [False]
 
 
 def test_upload_failure_reaches_the_writer():
@@ -267,7 +268,7 @@ def test_upload_failure_reaches_the_writer():
         next(body)
         raise ConnectionResetError("peer went away")
 
-    upload = swift_driver._Upload(put, lambda ok: None, limit=1)
+    upload = swift_upload.Upload(put, lambda ok: None, limit=1)
     with pytest.raises(ConnectionResetError):
         for _ in range(100):
             upload.send(b"xx")
@@ -292,9 +293,9 @@ def test_failed_upload_spools_the_whole_body_for_a_replay(error):
     # Chunks of odd sizes, some over a page: the spool's direct writes see both.
     rng = random.Random(4)
     chunks = [rng.randbytes(rng.choice([3, 5000, 70000])) for _ in range(120)]
-    spool = swift_driver._Spool()
+    spool = swift_upload.Spool()
     try:
-        upload = swift_driver._Upload(_failing_put(3, error), lambda ok: None, limit=8,
+        upload = swift_upload.Upload(_failing_put(3, error), lambda ok: None, limit=8,
                                       spool=spool)
         for chunk in chunks:            # the writer goes on: the thread takes the rest
             upload.send(chunk)
@@ -310,9 +311,9 @@ def test_failed_upload_spools_the_whole_body_for_a_replay(error):
 
 def test_refused_upload_is_not_replayed():
     # A 404 (the container went away) or a 422 would fail again: no replay.
-    spool = swift_driver._Spool()
+    spool = swift_upload.Spool()
     try:
-        upload = swift_driver._Upload(
+        upload = swift_upload.Upload(
             _failing_put(1, ClientException("gone", http_status=404)), lambda ok: None,
             limit=1, spool=spool)
         with pytest.raises(ClientException):
@@ -326,9 +327,9 @@ def test_refused_upload_is_not_replayed():
 
 
 def test_aborted_upload_is_not_replayable():
-    spool = swift_driver._Spool()
+    spool = swift_upload.Spool()
     try:
-        upload = swift_driver._Upload(_failing_put(1, ConnectionResetError("reset")),
+        upload = swift_upload.Upload(_failing_put(1, ConnectionResetError("reset")),
                                       lambda ok: None, spool=spool)
         upload.send(b"abc")
         upload.abort()
@@ -341,9 +342,9 @@ def test_aborted_upload_is_not_replayable():
                                           (500, True), (503, True), (404, False),
                                           (409, False), (422, False), (None, False)])
 def test_which_failures_are_worth_a_replay(status, retry):
-    assert swift_driver._worth_retrying(ClientException("x", http_status=status)) is retry
-    assert swift_driver._worth_retrying(ConnectionResetError("reset"))
-    assert not swift_driver._worth_retrying(ValueError("a bug"))
+    assert swift_upload.worth_retrying(ClientException("x", http_status=status)) is retry
+    assert swift_upload.worth_retrying(ConnectionResetError("reset"))
+    assert not swift_upload.worth_retrying(ValueError("a bug"))
 
 
 @pytest.fixture
@@ -368,9 +369,9 @@ def test_a_failing_spool_does_not_fail_the_upload(small_files, caplog):
         return "etag!"
 
     chunks = [bytes([i]) * 1024 * 1024 for i in range(24)]
-    spool = swift_driver._Spool()
+    spool = swift_upload.Spool()
     try:
-        upload = swift_driver._Upload(put, lambda ok: None, spool=spool)
+        upload = swift_upload.Upload(put, lambda ok: None, spool=spool)
         for chunk in chunks:
             upload.send(chunk)
         assert upload.finish() == "etag!"
@@ -381,9 +382,9 @@ def test_a_failing_spool_does_not_fail_the_upload(small_files, caplog):
 
 
 def test_an_upload_whose_spool_failed_is_not_replayed(small_files):
-    spool = swift_driver._Spool()
+    spool = swift_upload.Spool()
     try:
-        upload = swift_driver._Upload(_failing_put(2, ConnectionResetError("reset")),
+        upload = swift_upload.Upload(_failing_put(2, ConnectionResetError("reset")),
                                       lambda ok: None, spool=spool)
         for i in range(24):
             upload.send(bytes([i]) * 1024 * 1024)
