@@ -53,8 +53,12 @@ def check_worker_config() -> None:
 
     try:
         storage.check_config(CONF)
-    except (ValueError, storage.DriverNotAvailable, StoreError) as exc:
+    except (ValueError, storage.DriverNotAvailable) as exc:
         sys.exit("backupsvc-worker: configuration error: %s" % exc)
+    except StoreError as exc:
+        # The configuration is right but the repository cannot be reached yet (an
+        # NFS server still starting): the worker waits for it before serving.
+        LOG.warning("The backup repository is not reachable yet: %s", exc)
     cpus = os.cpu_count() or 1
     if CONF.backup_workers > cpus:
         sys.exit("backupsvc-worker: configuration error: backup_workers = %d, but this "

@@ -20,6 +20,15 @@ opts = [
                help="Number of worker processes to launch (at most the number of "
                     "CPUs). Concurrent jobs then run in several processes, each "
                     "with its own interpreter lock."),
+    cfg.IntOpt("backup_driver_init_check_interval", default=60, min=5,
+               help="Seconds between two checks of the backup repository while the "
+                    "worker starts: it serves (and heartbeats) only once the "
+                    "repository can take backups."),
+    cfg.IntOpt("backup_driver_stats_polling_interval", default=60, min=10,
+               deprecated_name="backup_driver_status_check_interval",
+               help="Seconds between two checks of the backup repository while the "
+                    "worker runs: while the check fails the worker stops "
+                    "heartbeating, so no new job is sent to it."),
     cfg.IntOpt("backup_native_threads_pool_size", default=60, min=20,
                help="Size of the worker's pool for RPC dispatch."),
     cfg.StrOpt("state_path", default="/var/lib/backupsvc",

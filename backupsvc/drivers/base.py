@@ -39,6 +39,10 @@ class ObjectReader(Protocol):
 
 @runtime_checkable
 class ObjectStore(Protocol):
+    def check(self) -> None:
+        """Raise :class:`StoreError` if the repository cannot take backups now (the
+        worker checks before it serves, and then periodically)."""
+
     def ensure_container(self, container: str) -> None:
         """Create the container if needed (and allowed)."""
 

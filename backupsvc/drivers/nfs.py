@@ -345,6 +345,11 @@ class KernelNfsStore:
     def base_path(self) -> str:
         return self._posix.base_path
 
+    def check(self) -> None:
+        """The share is mounted (mounting it if needed) and takes new files."""
+        self.mounter.ensure_mounted(self.share.share)
+        self._posix.check()
+
     def _check_mounted(self) -> None:
         if not self.mounter.is_mounted(self.mount_point, self.share.share):
             raise NfsMountError(

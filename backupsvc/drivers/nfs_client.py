@@ -291,6 +291,10 @@ class UserspaceNfsStore:
             session.call("connect", lambda c: None)
         return store
 
+    def check(self) -> None:
+        """The share answers."""
+        self.session.call("connect", lambda c: None)
+
     # -- naming (as PosixStore) ---------------------------------------------------
     def default_container(self, backup_id: str) -> str:
         return "%s/%s/%s" % (backup_id[0:2], backup_id[2:4], backup_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from backupsvc.drivers.base import (
     InvalidName,
     ObjectNotFound,
     ObjectReader,
+    StoreError,
 )
 
 DIR_MODE = 0o770
@@ -69,6 +71,17 @@ class PosixStore:
     @classmethod
     def from_conf(cls, conf: Any) -> PosixStore:
         return cls(conf.backup_posix_path, create_containers=conf.backup_create_containers)
+
+    def check(self) -> None:
+        """The repository's directory exists (it is made if missing) and takes new files."""
+        try:
+            os.makedirs(self.base_path, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".backupsvc-check-", dir=self.base_path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StoreError("backup repository %s cannot take new files: %s"
+                             % (self.base_path, exc)) from exc
 
     # -- naming ---------------------------------------------------------------
     def default_container(self, backup_id: str) -> str:

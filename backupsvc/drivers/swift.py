@@ -379,6 +379,10 @@ class SwiftStore:
                    storage_policy=conf.backup_swift_create_storage_policy,
                    retries=conf.backup_swift_retry_attempts)
 
+    def check(self) -> None:
+        """Nothing to check ahead: with per_user auth only a request's user can
+        reach Swift, and every request is retried (backup_swift_retry_attempts)."""
+
     # -- naming ---------------------------------------------------------------
     def default_container(self, backup_id: str) -> str:
         return self.container

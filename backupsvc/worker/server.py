@@ -3,6 +3,7 @@
 import gc
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -14,6 +15,7 @@ from oslo_log import log as logging
 from backupsvc import memory, rpc
 from backupsvc.context import get_admin_context
 from backupsvc.db import api as db
+from backupsvc.drivers.base import StoreError
 from backupsvc.states import BackupStatus as B
 from backupsvc.states import SnapshotStatus as S
 from backupsvc.states import VolumeStatus as V
@@ -135,22 +137,68 @@ def mark_down(host: str) -> None:
         LOG.exception("Could not mark this worker down")
 
 
+def check_repository() -> None:
+    """Raise StoreError unless the configured repository can take backups now."""
+    storage.get_store(CONF).check()
+
+
+def wait_for_repository(stopping: threading.Event) -> bool:
+    """Check the repository every backup_driver_init_check_interval seconds until it
+    can take backups (True) or the worker is stopping (False)."""
+    while True:
+        try:
+            check_repository()
+            return True
+        except StoreError as exc:
+            LOG.error("The backup repository cannot take backups (%s); this worker serves "
+                      "no job until it can, checking again in %d s "
+                      "(backup_driver_init_check_interval)",
+                      exc, CONF.backup_driver_init_check_interval)
+        if stopping.wait(CONF.backup_driver_init_check_interval):
+            return False
+
+
 class Heartbeat(threading.Thread):
+    """Beats every ``interval`` seconds while the repository passes its check (run
+    every backup_driver_stats_polling_interval seconds); while it fails, the worker
+    is marked down, so that the API sends its jobs elsewhere (or refuses them)."""
+
     def __init__(self, host: str, interval: int, mark_down_on_stop: bool = True):
         super().__init__(name="heartbeat", daemon=True)
         self.host, self.interval = host, interval
         # One of several processes stopping (or restarted) leaves the host up.
         self.mark_down_on_stop = mark_down_on_stop
         self._stop_event = threading.Event()
+        self.repository_ok = True
+        self._checked_at = time.monotonic()
 
     def beat(self) -> None:
         db.service_heartbeat(get_admin_context(), self.host, rpc.WORKER_BINARY,
                              rpc.BACKUP_TOPIC, CONF.storage_availability_zone)
 
+    def _check_repository(self) -> None:
+        if time.monotonic() - self._checked_at < CONF.backup_driver_stats_polling_interval:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            check_repository()
+        except StoreError as exc:
+            if self.repository_ok:
+                LOG.error("The backup repository cannot take backups (%s); this worker "
+                          "takes no new job until it can", exc)
+                mark_down(self.host)
+            self.repository_ok = False
+            return
+        if not self.repository_ok:
+            LOG.info("The backup repository takes backups again; this worker is back")
+        self.repository_ok = True
+
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
-                self.beat()
+                self._check_repository()
+                if self.repository_ok:
+                    self.beat()
             except Exception:
                 LOG.exception("Heartbeat failed; will retry")
 
@@ -170,6 +218,8 @@ class WorkerService:
     def __init__(self, host: str | None = None, shared: ProcessShared | None = None):
         self.host = host or CONF.host
         self.shared = shared
+        self._stopping = threading.Event()
+        self._serving = False
         memory.tune_malloc()
         # The libraries' objects never become garbage: out of the cyclic
         # collector's sight, the collections a job triggers do not walk them.
@@ -184,17 +234,23 @@ class WorkerService:
             serializer=rpc.ContextSerializer())
 
     def start(self) -> None:
+        if not wait_for_repository(self._stopping):
+            return
         if self.shared is None:
             recover(self.host, self.manager)
         else:
             self.shared.recover_once(lambda: recover(self.host, self.manager))
+        self._serving = True
         self.rpc_server.start()
         self.heartbeat.beat()
         self.heartbeat.start()
         LOG.info("backupsvc worker %s serving topic %s", self.host, rpc.BACKUP_TOPIC)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.heartbeat.stop()
-        self.rpc_server.stop()
+        if self._serving:
+            self.rpc_server.stop()
         self.pool.shutdown(wait=False)
-        self.rpc_server.wait()
+        if self._serving:
+            self.rpc_server.wait()

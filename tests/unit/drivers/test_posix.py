@@ -8,7 +8,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backupsvc import directio
-from backupsvc.drivers.base import ContainerNotFound, InvalidName, ObjectNotFound, ObjectStore
+from backupsvc.drivers.base import (
+    ContainerNotFound,
+    InvalidName,
+    ObjectNotFound,
+    ObjectStore,
+    StoreError,
+)
 from backupsvc.drivers.posix import PosixStore
 
 
@@ -186,3 +192,17 @@ def test_will_read_starts_reading_small_cold_objects_only(store):
     store.will_read("c", "missing")
     store.will_read("no-such-container", "x")
     store.will_read("c", "../escape")
+
+
+def test_check_makes_a_missing_repository(tmp_path):
+    store = PosixStore(tmp_path / "new" / "repo")
+    store.check()
+    assert (tmp_path / "new" / "repo").is_dir()
+    assert list((tmp_path / "new" / "repo").iterdir()) == []     # the probe is gone
+
+
+def test_check_fails_where_no_file_can_be_made(tmp_path):
+    (tmp_path / "plain-file").write_bytes(b"x")
+    store = PosixStore(tmp_path / "plain-file" / "repo")
+    with pytest.raises(StoreError, match="plain-file/repo cannot take new files"):
+        store.check()
