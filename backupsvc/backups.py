@@ -125,9 +125,14 @@ def create(ctx, volume_id: str, *, name=None, description=None, container=None,
         quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0,
                                  usage if seeded else None)
         parent = _choose_parent(ctx, volume, snapshot) if incremental else None
-        # POSIX data lives on one host: an incremental must run where its parent is.
-        preferred = parent.host if parent is not None else None
-        host = placement.choose_worker(preferred, ctx)
+        # POSIX data lives on one host: an incremental must run where its parent is
+        # (only there with backup_use_same_host, which also sends a full backup
+        # to the volume's host when a worker is up there).
+        same_host = CONF.backup_use_same_host
+        if parent is not None:
+            host = placement.choose_worker(parent.host, ctx, required=same_host)
+        else:
+            host = placement.choose_worker(volume.host if same_host else None, ctx)
     if not seeded:
         db.seed_usage(ctx, ctx.project_id)    # the project's first backup
 
@@ -211,7 +216,7 @@ def delete(ctx, backup_id: str, force: bool = False) -> None:
             raise exception.InvalidBackup(reason="Backup status must be available or error")
     if db.backup_has_children(ctx, backup.id):
         raise exception.InvalidBackup(reason="Incremental backups exist for this backup.")
-    host = placement.choose_worker(backup.host)
+    host = placement.worker_for_backup(backup)
     expected = [B.AVAILABLE, B.ERROR]
     if force:
         # Forcing a creating or restoring backup is how those jobs are cancelled.
@@ -234,7 +239,7 @@ def restore(ctx, backup_id: str, *, volume_id=None, name=None) -> dict:
         raise exception.InvalidBackup(reason="Backup status must be available")
     if backup.size is None:
         raise exception.InvalidBackup(reason="Backup has no size; it cannot be restored")
-    host = placement.choose_worker(backup.host)
+    host = placement.worker_for_backup(backup)
 
     from backupsvc import volumes  # volumes imports this module for create-from-backup
 

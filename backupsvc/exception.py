@@ -89,6 +89,11 @@ class ServiceUnavailable(BackupsvcError):
     message = "Service is unavailable at this time."
 
 
+class BackupHostDown(ServiceUnavailable):
+    message = ("The backup worker of host %(host)s, which holds this backup "
+               "(backup_use_same_host), is not up: start it and retry.")
+
+
 class NoWorkerAlive(ServiceUnavailable):
     message = ("No backup worker is up: start backupsvc-worker (or check its "
                "heartbeats with 'backupsvc-manage service list') and retry.")

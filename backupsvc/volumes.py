@@ -110,7 +110,7 @@ def _create_from_backup(ctx, size, backup_id, **kwargs):
         raise exception.InvalidVolume(
             reason="volume size %d is too small to restore backup of size %d."
             % (size, backup.size))
-    host = placement.choose_worker(backup.host)
+    host = placement.worker_for_backup(backup)
     volume = _create_file_volume(ctx, size, status_after=V.CREATING, **kwargs)
     backups.start_restore(ctx, backup, volume, True, host)
     return db.volume_get(ctx, volume.id, project_only=False)

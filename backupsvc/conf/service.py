@@ -20,6 +20,12 @@ opts = [
                help="Number of worker processes to launch (at most the number of "
                     "CPUs). Concurrent jobs then run in several processes, each "
                     "with its own interpreter lock."),
+    cfg.BoolOpt("backup_use_same_host", default=False,
+                help="Backups run on the backed-up volume's host when a worker is up "
+                     "there, and a backup is restored, deleted or exported only by "
+                     "the worker of the host that made it (a POSIX repository on "
+                     "local disks). Otherwise they prefer that host and fall back "
+                     "to any live worker."),
     cfg.IntOpt("backup_driver_init_check_interval", default=60, min=5,
                help="Seconds between two checks of the backup repository while the "
                     "worker starts: it serves (and heartbeats) only once the "
