@@ -20,6 +20,9 @@ opts = [
                help="Number of worker processes to launch (at most the number of "
                     "CPUs). Concurrent jobs then run in several processes, each "
                     "with its own interpreter lock."),
+    cfg.BoolOpt("backup_service_inithost_offload", default=True,
+                help="Resume the deletes a stopped worker left unfinished in its "
+                     "job pool, while it serves (True), or before it serves."),
     cfg.BoolOpt("backup_use_same_host", default=False,
                 help="Backups run on the backed-up volume's host when a worker is up "
                      "there, and a backup is restored, deleted or exported only by "

@@ -171,6 +171,10 @@ class BackupManager:
     def delete_backup(self, context, backup_id):
         self._submit(self._delete_backup, backup_id, context)
 
+    def delete_backup_now(self, backup_id: str) -> None:
+        """The delete job, on the calling thread (start-up recovery, not offloaded)."""
+        self._delete_backup(backup_id)
+
     def import_record(self, context, backup_id):
         self._submit(self._import_record, backup_id, context)
 

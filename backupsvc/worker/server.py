@@ -91,7 +91,8 @@ def recover(host: str, manager: worker_manager.BackupManager) -> None:
     Nothing survives a crash in memory, so 'creating' and 'restoring' cannot
     still be running here: a backup goes to 'error' (partial objects are
     removed, its volume returns), a restore ends with the backup 'available'
-    and the volume 'error_restoring'. Deletes are simply resumed.
+    and the volume 'error_restoring'. Deletes are resumed (in the job pool unless
+    backup_service_inithost_offload is False).
     """
     ctx = get_admin_context()
     rows = db.backup_get_by_host_and_status(ctx, host, [B.CREATING, B.RESTORING, B.DELETING])
@@ -110,9 +111,12 @@ def recover(host: str, manager: worker_manager.BackupManager) -> None:
             if backup.restore_volume_id:
                 db.volume_cas_status(ctx, backup.restore_volume_id, V.ERROR_RESTORING,
                                      [V.RESTORING_BACKUP])
-        else:
+        elif CONF.backup_service_inithost_offload:
             LOG.info("Resuming the delete of backup %s", backup.id)
             manager.delete_backup(ctx, backup.id)
+        else:
+            LOG.info("Resuming the delete of backup %s before serving", backup.id)
+            manager.delete_backup_now(backup.id)
 
 
 def _return_backup_source(ctx, backup) -> None:

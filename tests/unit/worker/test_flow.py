@@ -274,6 +274,30 @@ def test_restart_recovery_moves_stuck_rows(env):
     assert db.volume_get(ctx, vol.id).status == V.AVAILABLE
 
 
+@pytest.mark.parametrize("offload", [True, False])
+def test_restart_recovery_resumes_deletes_offloaded_or_before_serving(env, offload):
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(2))
+    backup = backups.create(ctx, vol.id)
+    mgr._create_backup(backup.id)
+    backups.delete(ctx, backup.id)          # cast never consumed: the worker died
+    submitted = []
+    restarted = worker_manager.BackupManager(mgr.host,
+                                             lambda fn, *args: submitted.append(args))
+    CONF.set_override("backup_service_inithost_offload", offload)
+    try:
+        worker_server.recover(mgr.host, restarted)
+    finally:
+        CONF.clear_override("backup_service_inithost_offload")
+    if offload:                             # handed to the job pool
+        assert [args[0] for args in submitted] == [backup.id]
+        assert backups.get(ctx, backup.id).status == B.DELETING
+    else:                                   # done before recover() returned
+        assert submitted == []
+        with pytest.raises(exception.BackupNotFound):
+            backups.get(ctx, backup.id)
+
+
 def test_export_and_import_record_round_trip(env):
     ctx, mgr, tmp = env
     admin = ctx.elevated()
