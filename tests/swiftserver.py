@@ -57,6 +57,10 @@ _LAUNCH = ("import runpy, sys; import swift.common.utils as u; "
 
 _PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk "
              "tempauth copy slo dlo versioned_writes proxy-logging proxy-server")
+# The access log shows the X-Service-Token a request came with (tempauth ignores
+# it; the tests of backup_swift_service_auth read what was sent from the log).
+_FILTER_OPTIONS = {"proxy-logging": "access_log_headers = true\n"
+                                    "access_log_headers_only = X-Service-Token\n"}
 # pipeline section -> entry point of the swift egg (tempauth and cache are set apart)
 _FILTERS = {"catch_errors": "catch_errors", "gatekeeper": "gatekeeper",
             "healthcheck": "healthcheck", "proxy-logging": "proxy_logging",
@@ -129,8 +133,8 @@ class SwiftServer:
                 common % self.ports[name]
                 + "[pipeline:main]\npipeline = %s-server\n\n"
                   "[app:%s-server]\nuse = egg:swift#%s\n" % (name, name, name))
-        filters = "".join("[filter:%s]\nuse = egg:swift#%s\n\n" % item
-                          for item in _FILTERS.items())
+        filters = "".join("[filter:%s]\nuse = egg:swift#%s\n%s\n" % (
+            name, entry, _FILTER_OPTIONS.get(name, "")) for name, entry in _FILTERS.items())
         (self.etc / "proxy-server.conf").write_text(
             common % self.ports["proxy"]
             + "[pipeline:main]\npipeline = %s\n\n" % _PIPELINE

@@ -9,4 +9,5 @@ def list_opts():
     return [
         ("DEFAULT", list(itertools.chain(api.opts, backup.opts, nfs.opts, quota.opts,
                                          service.opts, swift.opts, volumes.opts))),
+        (swift.SERVICE_USER_GROUP, swift.list_service_user_opts()),
     ]

@@ -1,6 +1,9 @@
 """Options of the Swift backup repository (Cinder's names and defaults)."""
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+
+SERVICE_USER_GROUP = "service_user"
 
 opts = [
     cfg.StrOpt("backup_swift_url",
@@ -75,8 +78,32 @@ opts = [
                      "Swift."),
     cfg.StrOpt("backup_swift_region_name",
                help="Region of the Swift endpoint to pick from the service catalog."),
+    cfg.BoolOpt("backup_swift_service_auth", default=False,
+                help="With per_user auth, send the service user's token (X-Service-"
+                     "Token, from the [service_user] section, which must also set "
+                     "send_service_user_token = True) with the user's, so that a "
+                     "Swift that honours service tokens accepts a user token that "
+                     "expires during a long backup."),
+]
+
+# Cinder's [service_user] section: the service user's Keystone credentials
+# (keystoneauth's auth_type, auth_url, username, password...).
+service_user_opts = [
+    cfg.BoolOpt("send_service_user_token", default=False,
+                help="Send the service user's token with requests made on behalf "
+                     "of users (see backup_swift_service_auth)."),
 ]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(opts)
+    conf.register_opts(service_user_opts, group=SERVICE_USER_GROUP)
+    ks_loading.register_auth_conf_options(conf, SERVICE_USER_GROUP)
+    ks_loading.register_session_conf_options(conf, SERVICE_USER_GROUP)
+
+
+def list_service_user_opts() -> list:
+    """The [service_user] options for the sample config (password auth shown)."""
+    return (service_user_opts + ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options()
+            + ks_loading.get_auth_plugin_conf_options("password"))

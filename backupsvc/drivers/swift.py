@@ -135,6 +135,36 @@ def _keystone_session(conf: Any, auth_url: str) -> ks_session.Session:
     return ks_session.Session(auth=auth, verify=verify)
 
 
+def service_token_source(conf: Any) -> Callable[[], str]:
+    """backup_swift_service_auth: a callable giving the service user's token (from
+    [service_user], renewed by keystoneauth when it nears its expiry)."""
+    from keystoneauth1 import loading as ks_loading
+
+    from backupsvc.conf.swift import SERVICE_USER_GROUP
+
+    if not conf.service_user.send_service_user_token:
+        raise SwiftConfigError("backup_swift_service_auth needs [service_user] "
+                               "send_service_user_token = True, with the service user's "
+                               "credentials in that section")
+    try:
+        auth = ks_loading.load_auth_from_conf_options(conf, SERVICE_USER_GROUP)
+    except ks_exceptions.ClientException as exc:
+        raise SwiftConfigError("[service_user]: %s" % exc) from exc
+    if auth is None:
+        raise SwiftConfigError("backup_swift_service_auth needs the service user's "
+                               "credentials in [service_user] (auth_type and its options)")
+    session = ks_loading.load_session_from_conf_options(conf, SERVICE_USER_GROUP, auth=auth)
+
+    def token() -> str:
+        try:
+            return session.get_token()
+        except ks_exceptions.ClientException as exc:
+            raise StoreError("could not get the service user's token from Keystone "
+                             "([service_user], backup_swift_service_auth): %s" % exc) from exc
+
+    return token
+
+
 def connection_factory(conf: Any, context: Any = None) -> Connect:
     """A callable making swiftclient Connections as the options say.
 
@@ -358,8 +388,10 @@ class SwiftStore:
                  availability_zone: str = "nova", create_containers: bool = True,
                  storage_policy: str | None = None, retries: int = 3,
                  put_buffer_size: int = PUT_BUFFER_SIZE,
-                 read_chunk_size: int = READ_CHUNK_SIZE) -> None:
+                 read_chunk_size: int = READ_CHUNK_SIZE,
+                 service_token: Callable[[], str] | None = None) -> None:
         self._connect = connect
+        self._service_token = service_token     # X-Service-Token of every request
         self.container = container
         self.availability_zone = availability_zone
         self.create_containers = create_containers
@@ -373,11 +405,14 @@ class SwiftStore:
     @classmethod
     def from_conf(cls, conf: Any, context: Any = None) -> SwiftStore:
         """The store for ``context``'s user (per_user) or the service account."""
+        service_token = None
+        if conf.backup_swift_auth == "per_user" and conf.backup_swift_service_auth:
+            service_token = service_token_source(conf)
         return cls(connection_factory(conf, context), container=conf.backup_swift_container,
                    availability_zone=conf.storage_availability_zone,
                    create_containers=conf.backup_create_containers,
                    storage_policy=conf.backup_swift_create_storage_policy,
-                   retries=conf.backup_swift_retry_attempts)
+                   retries=conf.backup_swift_retry_attempts, service_token=service_token)
 
     def check(self) -> None:
         """Nothing to check ahead: with per_user auth only a request's user can
@@ -400,10 +435,16 @@ class SwiftStore:
         return md5.hexdigest()
 
     def _acquire(self) -> swift.Connection:
+        conn = None
         with self._lock:
             if self._idle:
-                return self._idle.pop()
-        return self._connect()
+                conn = self._idle.pop()
+        if conn is None:
+            conn = self._connect()
+        if self._service_token is not None:
+            # (swiftclient sends a Connection's service_token with every request.)
+            conn.service_token = self._service_token()
+        return conn
 
     def _release(self, conn: swift.Connection, healthy: bool = True) -> None:
         if healthy:
@@ -461,10 +502,11 @@ class SwiftStore:
             self._release(conn)
             raise
         url, token, http_conn = conn.url, conn.token, conn.http_conn
+        service_token = conn.service_token
 
         def put(body: Iterator[bytes]) -> str:
             return swift.put_object(url, token, container, name, contents=body,
-                                    http_conn=http_conn)
+                                    http_conn=http_conn, service_token=service_token)
 
         return swift_upload.Upload(put, lambda ok: self._release(conn, healthy=ok), spool=spool)
 
