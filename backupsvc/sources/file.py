@@ -293,6 +293,10 @@ class FileVolumeSource:
             finally:
                 writer.close()
 
+    def snapshot_location(self, snapshot_id: str) -> str:
+        """Where the snapshot with this id is (or would be)."""
+        return self._own_path(self.snapshot_template, snapshot_id)
+
     def snapshot(self, location: str, snapshot_id: str) -> str:
         dest = self._own_path(self.snapshot_template, snapshot_id)
         if os.path.lexists(dest):

@@ -5,8 +5,12 @@ made by someone else (force delete, reset-status) is how a job learns that it
 has been cancelled.
 """
 
+import contextlib
 import json
+import os
 import threading
+import uuid
+from collections.abc import Iterator
 
 import oslo_messaging as messaging
 from oslo_config import cfg
@@ -90,6 +94,13 @@ def _volume_meta(volume, size_bytes: int) -> str:
     return json.dumps({"version": VOLUME_META_VERSION, "volume-base-metadata": base,
                        "volume-metadata": volume.metadata_dict,
                        "volume-glance-metadata": {}, SIZE_KEY: size_bytes})
+
+
+def remove_temp_snapshot(source: FileVolumeSource, temp_id: str) -> None:
+    """Remove a backup's temporary snapshot if it is (still) there."""
+    location = source.snapshot_location(temp_id)
+    if os.path.lexists(location):
+        source.delete_snapshot(location)
 
 
 def backup_chain(ctx, backup) -> list:
@@ -272,11 +283,33 @@ class BackupManager:
             backup_id=backup.id, volume_id=volume.id, name=backup.display_name,
             description=backup.display_description, created_at=str(backup.created_at),
             parent_id=backup.parent_id, volume_meta=_volume_meta(volume, size))
-        with self.source.open_read(location) as reader:
-            return engine.run_backup(reader, size, store,
-                                     container, prefix, desc, self.params,
-                                     parent_sha256s=parent_shas, cancelled=watch,
-                                     progress=progress)
+        with self._point_in_time(backup, volume, location) as source_location:
+            with self.source.open_read(source_location) as reader:
+                return engine.run_backup(reader, size, store,
+                                         container, prefix, desc, self.params,
+                                         parent_sha256s=parent_shas, cancelled=watch,
+                                         progress=progress)
+
+    @contextlib.contextmanager
+    def _point_in_time(self, backup, volume, location: str) -> Iterator[str]:
+        """What to read: with backup_use_temp_snapshot, an in-use volume's temporary
+        snapshot, recorded on the backup (temp_snapshot_id) before it is taken so that
+        start-up recovery removes it after a crash; else the volume itself."""
+        if not (CONF.backup_use_temp_snapshot and backup.snapshot_id is None
+                and volume.previous_status == V.IN_USE):
+            yield location
+            return
+        ctx = get_admin_context()
+        temp_id = str(uuid.uuid4())
+        db.backup_update(ctx, backup.id, {"temp_snapshot_id": temp_id})
+        try:
+            taken = self.source.snapshot(location, temp_id)
+            LOG.info("Backup %s reads temporary snapshot %s of in-use volume %s",
+                     backup.id, temp_id, volume.id)
+            yield taken
+        finally:
+            remove_temp_snapshot(self.source, temp_id)
+            db.backup_update(ctx, backup.id, {"temp_snapshot_id": None})
 
     @staticmethod
     def _return_source(ctx, volume, snapshot) -> None:

@@ -100,6 +100,9 @@ def recover(host: str, manager: worker_manager.BackupManager) -> None:
         if backup.status == B.CREATING:
             LOG.warning("Backup %s was creating when this worker stopped; marking it error",
                         backup.id)
+            if backup.temp_snapshot_id:
+                worker_manager.remove_temp_snapshot(manager.source, backup.temp_snapshot_id)
+                db.backup_update(ctx, backup.id, {"temp_snapshot_id": None})
             if db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
                                     fail_reason=RESTART_REASON):
                 manager._safe_delete(storage.get_store(CONF), backup.container,

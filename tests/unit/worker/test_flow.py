@@ -188,6 +188,58 @@ def test_refusals_leave_nothing_behind(env):
     assert backups.get(ctx, forced.id).status == B.AVAILABLE
 
 
+@pytest.mark.parametrize("temp_snapshot", [True, False])
+def test_an_in_use_volume_is_backed_up_at_one_point_in_time(env, temp_snapshot):
+    """backup_use_temp_snapshot: the volume changes right after the backup starts
+    (for real, in its file); the backup holds it as it was at the start only when
+    it read a temporary snapshot, which is gone afterwards."""
+    ctx, mgr, tmp = env
+    rng = random.Random(13)
+    vol = _sparse_volume(ctx, rng)
+    at_start = _image(vol.provider_location)
+    volumes.attach(ctx, vol.id, instance_uuid=str(uuid.uuid4()))
+    backup = backups.create(ctx, vol.id, force=True)
+    real_open_read = mgr.source.open_read
+
+    def open_read_after_a_write(location):
+        # The guest writes between the start of the backup and its reading.
+        _write_random(vol.provider_location, random.Random(14), [(2 * MiB, 64 * 1024)])
+        return real_open_read(location)
+
+    mgr.source.open_read = open_read_after_a_write
+    CONF.set_override("backup_use_temp_snapshot", temp_snapshot)
+    try:
+        mgr._create_backup(backup.id)
+    finally:
+        CONF.clear_override("backup_use_temp_snapshot")
+        del mgr.source.open_read
+    row = backups.get(ctx, backup.id)
+    assert row.status == B.AVAILABLE and row.temp_snapshot_id is None
+    assert db.volume_get(ctx, vol.id).status == V.IN_USE
+    assert not [n for n in os.listdir(CONF.file_volumes_dir) if n.startswith("snapshot-")]
+    changed = _image(vol.provider_location)
+    assert changed != at_start
+    result = backups.restore(ctx, backup.id)
+    mgr._restore_backup(backup.id, result["volume_id"], True)
+    restored = _image(db.volume_get(ctx, result["volume_id"]).provider_location)
+    assert restored == (at_start if temp_snapshot else changed)
+
+
+def test_recovery_removes_a_crashed_backups_temporary_snapshot(env):
+    ctx, mgr, tmp = env
+    vol = _sparse_volume(ctx, random.Random(15))
+    volumes.attach(ctx, vol.id, instance_uuid=str(uuid.uuid4()))
+    backup = backups.create(ctx, vol.id, force=True)
+    temp_id = str(uuid.uuid4())          # as _create_backup records it, then dies
+    db.backup_update(ctx.elevated(), backup.id, {"temp_snapshot_id": temp_id})
+    left = mgr.source.snapshot(vol.provider_location, temp_id)
+    worker_server.recover(mgr.host, mgr)
+    assert not os.path.exists(left)
+    row = backups.get(ctx, backup.id)
+    assert row.status == B.ERROR and row.temp_snapshot_id is None
+    assert db.volume_get(ctx, vol.id).status == V.IN_USE
+
+
 def test_no_live_worker_gives_503_and_writes_nothing(env):
     ctx, mgr, tmp = env
     vol = volumes.create_volume(ctx, 1)
