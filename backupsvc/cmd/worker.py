@@ -87,11 +87,11 @@ def run_processes(count: int) -> None:
     database engine, messaging transports) exists before the fork: each
     process makes its own.
     """
-    from backupsvc.worker.server import ProcessShared, mark_down
+    from backupsvc.worker.server import ProcessShared, mark_down, shared_state_dir
 
+    shared = ProcessShared(CONF.backup_max_operations, shared_state_dir(CONF.host))
     launcher = service.ProcessLauncher(CONF, restart_method="mutate")
-    launcher.launch_service(WorkerProcessService(ProcessShared(CONF.backup_max_operations)),
-                            workers=count)
+    launcher.launch_service(WorkerProcessService(shared), workers=count)
     LOG.info("backupsvc worker %s: %d processes", CONF.host, count)
     try:
         launcher.wait()

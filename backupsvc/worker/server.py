@@ -1,10 +1,13 @@
 """The worker process: RPC server, bounded job pool, heartbeat, start-up recovery."""
 
+import contextlib
+import fcntl
 import gc
 import multiprocessing
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -28,43 +31,104 @@ LOG = logging.getLogger(__name__)
 RESTART_REASON = "incomplete backup reset on manager restart"
 
 
+SLOT_POLL = 0.2     # seconds between two looks for a free operation slot
+
+
+class _FileLock:
+    """An exclusive flock on a file: the kernel drops it when its holder dies, so a
+    crashed process gives back what it held (a semaphore would keep it taken)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def try_acquire(self) -> int | None:
+        """The locked descriptor, or None if another holder has it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)            # (closing the last descriptor unlocks)
+
+
+class OperationSlots:
+    """backup_max_operations for all the processes of a worker: ``count`` lock
+    files; a job runs while it holds one."""
+
+    def __init__(self, directory: str, count: int) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self._locks = [_FileLock(os.path.join(directory, "operation-%d.lock" % i))
+                       for i in range(count)]
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Wait for a free slot (any order) and hold it for the block."""
+        while True:
+            for lock in self._locks:
+                fd = lock.try_acquire()
+                if fd is not None:
+                    try:
+                        yield
+                    finally:
+                        os.close(fd)
+                    return
+            time.sleep(SLOT_POLL)
+
+
 class ProcessShared:
     """What the processes of one worker (``backup_workers`` > 1) share: made by
     the parent before it forks them.
 
     * ``slots``: backup_max_operations is a limit for the whole worker, not
-      per process (a semaphore across processes; None: unlimited);
+      per process (None: unlimited). Lock files under ``state_path``, which a
+      process that dies gives back;
     * start-up recovery runs once, in the first process to start, and the
       others wait for it before they serve: a process that served first could
       see its new jobs reset by another one's recovery. A process started
       again later (after a crash) does not recover: the others' jobs are
-      running.
+      running. (If the recovering process dies, the next one recovers.)
     """
 
-    def __init__(self, max_operations: int) -> None:
-        ctx = multiprocessing.get_context("fork")
-        self.slots = ctx.BoundedSemaphore(max_operations) if max_operations else None
-        self._recovery = ctx.Lock()
-        self._recovered = ctx.Value("b", 0, lock=False)
+    def __init__(self, max_operations: int, directory: str) -> None:
+        self.slots = OperationSlots(directory, max_operations) if max_operations else None
+        self._recovery = _FileLock(os.path.join(directory, "recovery.lock"))
+        # Shared memory, fresh for every start of the worker.
+        self._recovered = multiprocessing.get_context("fork").Value("b", 0, lock=False)
 
     def recover_once(self, recover_rows: Callable[[], None]) -> None:
-        with self._recovery:
+        with self._recovery.held():
             if not self._recovered.value:
                 recover_rows()
                 self._recovered.value = 1
 
 
+def shared_state_dir(host: str) -> str:
+    """Where the processes of this host's worker keep their lock files."""
+    return os.path.join(CONF.state_path, "worker-%s" % host)
+
+
 class JobPool:
     """At most backup_max_operations jobs run at once; the rest wait in order."""
 
-    def __init__(self, size: int, slots: Any = None):
+    def __init__(self, size: int, slots: OperationSlots | None = None):
         # 0 means unlimited in Cinder; a generous cap keeps threads bounded.
         self._executor = futures.ThreadPoolExecutor(max_workers=size or 64,
                                                     thread_name_prefix="backup-job")
         self._slots = slots         # shared with the worker's other processes
 
     def _run(self, fn: Callable, *args: Any) -> Any:
-        with self._slots:
+        assert self._slots is not None
+        with self._slots.held():
             return fn(*args)
 
     def submit(self, fn, *args) -> futures.Future:

@@ -1,6 +1,8 @@
 """The worker's job pool: jobs run, memory is handed back, shutdown waits."""
 
 import multiprocessing
+import os
+import signal
 import threading
 import time
 
@@ -48,14 +50,14 @@ def test_tune_malloc_is_harmless_where_there_is_no_glibc(monkeypatch):
     memory.tune_malloc()
 
 
-def test_operations_are_limited_across_the_workers_processes():
+def test_operations_are_limited_across_the_workers_processes(tmp_path):
     # backup_workers > 1: another process of the worker holds the only slot.
-    shared = server.ProcessShared(1)
+    shared = server.ProcessShared(1, str(tmp_path))
     ctx = multiprocessing.get_context("fork")
     held, release = ctx.Event(), ctx.Event()
 
     def other_process():
-        with shared.slots:
+        with shared.slots.held():
             held.set()
             release.wait(10)
 
@@ -65,7 +67,7 @@ def test_operations_are_limited_across_the_workers_processes():
     try:
         assert held.wait(10)
         future = pool.submit(lambda: "ran")
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert not future.done()            # waiting for the other process's operation
         release.set()
         assert future.result(10) == "ran"
@@ -75,8 +77,36 @@ def test_operations_are_limited_across_the_workers_processes():
         pool.shutdown(wait=True)
 
 
-def test_recovery_runs_once_whatever_the_processes():
-    shared = server.ProcessShared(0)
+def test_a_process_that_dies_gives_its_operation_slot_back(tmp_path):
+    # The kernel drops a dead process's flocks: the slot is free again (a
+    # semaphore would stay taken until the whole worker restarted).
+    shared = server.ProcessShared(1, str(tmp_path))
+    ctx = multiprocessing.get_context("fork")
+    held = ctx.Event()
+
+    def dies_holding_a_slot():
+        with shared.slots.held():
+            held.set()
+            time.sleep(60)
+
+    proc = ctx.Process(target=dies_holding_a_slot)
+    proc.start()
+    pool = server.JobPool(2, shared.slots)
+    try:
+        assert held.wait(10)
+        future = pool.submit(lambda: "ran")
+        time.sleep(0.5)
+        assert not future.done()
+        os.kill(proc.pid, signal.SIGKILL)
+        assert future.result(10) == "ran"
+    finally:
+        proc.kill()
+        proc.join(10)
+        pool.shutdown(wait=True)
+
+
+def test_recovery_runs_once_whatever_the_processes(tmp_path):
+    shared = server.ProcessShared(0, str(tmp_path))
     assert shared.slots is None                 # 0: unlimited, as in Cinder
     ctx = multiprocessing.get_context("fork")
     runs = ctx.Value("i", 0)
