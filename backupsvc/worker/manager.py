@@ -156,6 +156,16 @@ def _reason(exc: Exception) -> str:
     return text[:255]
 
 
+# The job that a backup in each transitional status waits for.
+JOB_OF_STATUS = {B.CREATING: "create", B.RESTORING: "restore", B.DELETING: "delete"}
+
+
+def claim_key(job: str, backup_id: str) -> str:
+    """The name under which a worker process holds a job while it has it (see
+    backupsvc.worker.server.JobClaims: a crashed process's jobs are found by it)."""
+    return "%s-%s" % (job, backup_id)
+
+
 class BackupManager:
     """RPC endpoint methods run on the worker; each hands a job to the pool."""
 
@@ -174,13 +184,16 @@ class BackupManager:
     # The caller's context travels with the job: repositories that act with
     # the user's own credentials (Swift per_user) need its token.
     def create_backup(self, context, backup_id):
-        self._submit(self._create_backup, backup_id, context)
+        self._submit(self._create_backup, backup_id, context,
+                     claim=claim_key("create", backup_id))
 
     def restore_backup(self, context, backup_id, volume_id, volume_is_new):
-        self._submit(self._restore_backup, backup_id, volume_id, volume_is_new, context)
+        self._submit(self._restore_backup, backup_id, volume_id, volume_is_new, context,
+                     claim=claim_key("restore", backup_id))
 
     def delete_backup(self, context, backup_id):
-        self._submit(self._delete_backup, backup_id, context)
+        self._submit(self._delete_backup, backup_id, context,
+                     claim=claim_key("delete", backup_id))
 
     def delete_backup_now(self, backup_id: str) -> None:
         """The delete job, on the calling thread (start-up recovery, not offloaded)."""

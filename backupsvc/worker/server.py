@@ -24,6 +24,7 @@ from backupsvc.states import SnapshotStatus as S
 from backupsvc.states import VolumeStatus as V
 from backupsvc.worker import manager as worker_manager
 from backupsvc.worker import storage
+from backupsvc.worker.manager import JOB_OF_STATUS, claim_key
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -85,6 +86,60 @@ class OperationSlots:
             time.sleep(SLOT_POLL)
 
 
+class JobClaims:
+    """Which process of the worker runs which job: while a process holds a job
+    (waiting for a slot or running), it holds a lock on the job's file under
+    ``directory``, created when the job arrives and removed when it ends.
+
+    A process that dies leaves its files behind, unlocked: those jobs are
+    orphans, which the process started in its place recovers. A job still
+    queued in the message broker has no file, so it is not mistaken for one.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, "%s.lock" % key)
+
+    def claim(self, key: str) -> int | None:
+        """The locked descriptor of job ``key``'s file (None: another holder has it)."""
+        return _FileLock(self._path(key)).try_acquire()
+
+    def release(self, key: str, fd: int | None) -> None:
+        """End the claim: the file goes first, so nobody finds it unlocked."""
+        if fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(key))
+        os.close(fd)
+
+    def take_orphan(self, key: str) -> int | None:
+        """The locked descriptor of job ``key``'s file if a process that died left it
+        (None if the job never arrived, ended, or runs)."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Locked only after its holder ended the claim and removed the file?
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        os.close(fd)
+        return None
+
+    def clear(self) -> None:
+        """Forget every claim (start-up recovery: no process of the worker runs)."""
+        for name in os.listdir(self.directory):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, name))
+
+
 class ProcessShared:
     """What the processes of one worker (``backup_workers`` > 1) share: made by
     the parent before it forks them.
@@ -94,22 +149,31 @@ class ProcessShared:
       process that dies gives back;
     * start-up recovery runs once, in the first process to start, and the
       others wait for it before they serve: a process that served first could
-      see its new jobs reset by another one's recovery. A process started
-      again later (after a crash) does not recover: the others' jobs are
-      running. (If the recovering process dies, the next one recovers.)
+      see its new jobs reset by another one's recovery. (If the recovering
+      process dies, the next one recovers.);
+    * ``claims``: a process started again later (after a crash) recovers only
+      the jobs the dead process held (see :class:`JobClaims`): the others'
+      jobs are running.
     """
 
     def __init__(self, max_operations: int, directory: str) -> None:
         self.slots = OperationSlots(directory, max_operations) if max_operations else None
+        self.claims = JobClaims(os.path.join(directory, "jobs"))
         self._recovery = _FileLock(os.path.join(directory, "recovery.lock"))
         # Shared memory, fresh for every start of the worker.
         self._recovered = multiprocessing.get_context("fork").Value("b", 0, lock=False)
 
-    def recover_once(self, recover_rows: Callable[[], None]) -> None:
+    def recover_once(self, recover_rows: Callable[[], None],
+                     recover_orphans: Callable[[], None]) -> None:
+        """The host's start-up recovery in the first process to start; the jobs of a
+        dead process in a process started in its place."""
         with self._recovery.held():
             if not self._recovered.value:
+                self.claims.clear()     # nothing runs: every row is recovered
                 recover_rows()
                 self._recovered.value = 1
+            else:
+                recover_orphans()
 
 
 def shared_state_dir(host: str) -> str:
@@ -120,19 +184,34 @@ def shared_state_dir(host: str) -> str:
 class JobPool:
     """At most backup_max_operations jobs run at once; the rest wait in order."""
 
-    def __init__(self, size: int, slots: OperationSlots | None = None):
+    def __init__(self, size: int, slots: OperationSlots | None = None,
+                 claims: JobClaims | None = None):
         # 0 means unlimited in Cinder; a generous cap keeps threads bounded.
         self._executor = futures.ThreadPoolExecutor(max_workers=size or 64,
                                                     thread_name_prefix="backup-job")
         self._slots = slots         # shared with the worker's other processes
+        self._claims = claims
 
     def _run(self, fn: Callable, *args: Any) -> Any:
-        assert self._slots is not None
+        if self._slots is None:
+            return fn(*args)
         with self._slots.held():
             return fn(*args)
 
-    def submit(self, fn, *args) -> futures.Future:
-        if self._slots is not None:
+    def _run_claimed(self, key: str, fd: int | None, fn: Callable, *args: Any) -> Any:
+        assert self._claims is not None
+        try:
+            return self._run(fn, *args)
+        finally:
+            self._claims.release(key, fd)
+
+    def submit(self, fn, *args, claim: str | None = None) -> futures.Future:
+        """Run ``fn(*args)`` in the pool. ``claim`` names the job (manager.claim_key)
+        for crash recovery when the worker runs in several processes."""
+        if self._claims is not None and claim is not None:
+            # Claimed on arrival, before the job waits for a thread or a slot.
+            fn, args = self._run_claimed, (claim, self._claims.claim(claim), fn, *args)
+        else:
             fn, args = self._run, (fn, *args)
         future = self._executor.submit(fn, *args)
         future.add_done_callback(self._log_failure)
@@ -159,31 +238,52 @@ def recover(host: str, manager: worker_manager.BackupManager) -> None:
     backup_service_inithost_offload is False).
     """
     ctx = get_admin_context()
-    rows = db.backup_get_by_host_and_status(ctx, host, [B.CREATING, B.RESTORING, B.DELETING])
-    for backup in rows:
-        if backup.status == B.CREATING:
-            LOG.warning("Backup %s was creating when this worker stopped; marking it error",
-                        backup.id)
-            if backup.temp_snapshot_id:
-                worker_manager.remove_temp_snapshot(manager.source, backup.temp_snapshot_id)
-                db.backup_update(ctx, backup.id, {"temp_snapshot_id": None})
-            if db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
-                                    fail_reason=RESTART_REASON):
-                manager._safe_delete(storage.get_store(CONF), backup.container,
-                                     backup.service_metadata)
-                _return_backup_source(ctx, backup)
-        elif backup.status == B.RESTORING:
-            LOG.warning("Backup %s was restoring when this worker stopped", backup.id)
-            db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
-            if backup.restore_volume_id:
-                db.volume_cas_status(ctx, backup.restore_volume_id, V.ERROR_RESTORING,
-                                     [V.RESTORING_BACKUP])
-        elif CONF.backup_service_inithost_offload:
-            LOG.info("Resuming the delete of backup %s", backup.id)
-            manager.delete_backup(ctx, backup.id)
-        else:
-            LOG.info("Resuming the delete of backup %s before serving", backup.id)
-            manager.delete_backup_now(backup.id)
+    for backup in db.backup_get_by_host_and_status(ctx, host, list(JOB_OF_STATUS)):
+        recover_row(ctx, backup, manager)
+
+
+def recover_orphans(host: str, manager: worker_manager.BackupManager,
+                    claims: JobClaims) -> None:
+    """:func:`recover` for the rows whose job a dead process of this worker held."""
+    ctx = get_admin_context()
+    for backup in db.backup_get_by_host_and_status(ctx, host, list(JOB_OF_STATUS)):
+        key = claim_key(JOB_OF_STATUS[backup.status], backup.id)
+        fd = claims.take_orphan(key)
+        if fd is None:
+            continue            # queued, running in another process, or just ended
+        try:
+            LOG.warning("The process that ran the %s job of backup %s died",
+                        JOB_OF_STATUS[backup.status], backup.id)
+            recover_row(ctx, backup, manager)
+        finally:
+            claims.release(key, fd)
+
+
+def recover_row(ctx, backup, manager: worker_manager.BackupManager) -> None:
+    """One row of :func:`recover`."""
+    if backup.status == B.CREATING:
+        LOG.warning("Backup %s was creating when this worker stopped; marking it error",
+                    backup.id)
+        if backup.temp_snapshot_id:
+            worker_manager.remove_temp_snapshot(manager.source, backup.temp_snapshot_id)
+            db.backup_update(ctx, backup.id, {"temp_snapshot_id": None})
+        if db.backup_cas_status(ctx, backup.id, B.ERROR, [B.CREATING],
+                                fail_reason=RESTART_REASON):
+            manager._safe_delete(storage.get_store(CONF), backup.container,
+                                 backup.service_metadata)
+            _return_backup_source(ctx, backup)
+    elif backup.status == B.RESTORING:
+        LOG.warning("Backup %s was restoring when this worker stopped", backup.id)
+        db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
+        if backup.restore_volume_id:
+            db.volume_cas_status(ctx, backup.restore_volume_id, V.ERROR_RESTORING,
+                                 [V.RESTORING_BACKUP])
+    elif CONF.backup_service_inithost_offload:
+        LOG.info("Resuming the delete of backup %s", backup.id)
+        manager.delete_backup(ctx, backup.id)
+    else:
+        LOG.info("Resuming the delete of backup %s before serving", backup.id)
+        manager.delete_backup_now(backup.id)
 
 
 def _return_backup_source(ctx, backup) -> None:
@@ -295,7 +395,8 @@ class WorkerService:
         # The libraries' objects never become garbage: out of the cyclic
         # collector's sight, the collections a job triggers do not walk them.
         gc.freeze()
-        self.pool = JobPool(CONF.backup_max_operations, shared.slots if shared else None)
+        self.pool = JobPool(CONF.backup_max_operations, shared.slots if shared else None,
+                            shared.claims if shared else None)
         self.manager = worker_manager.BackupManager(self.host, self.pool.submit)
         self.heartbeat = Heartbeat(self.host, CONF.report_interval,
                                    mark_down_on_stop=shared is None)
@@ -310,7 +411,9 @@ class WorkerService:
         if self.shared is None:
             recover(self.host, self.manager)
         else:
-            self.shared.recover_once(lambda: recover(self.host, self.manager))
+            self.shared.recover_once(
+                lambda: recover(self.host, self.manager),
+                lambda: recover_orphans(self.host, self.manager, self.shared.claims))
         self._serving = True
         self.rpc_server.start()
         self.heartbeat.beat()

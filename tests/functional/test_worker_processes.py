@@ -2,8 +2,9 @@
 
 Real processes on a real RabbitMQ and MariaDB: the parent forks two
 processes that consume the same queue, so concurrent jobs run in both; one
-that dies is replaced while the other goes on; start-up recovery runs once
-for the host, not once per process; SIGTERM ends them all.
+that dies is replaced while the other goes on, and the process started in
+its place recovers the jobs it held (and only those); start-up recovery runs
+once for the host, not once per process; SIGTERM ends them all.
 """
 
 from __future__ import annotations
@@ -119,6 +120,55 @@ def test_a_process_that_dies_is_replaced_and_the_host_stays_up(deployment):
     restored = api.restore_and_wait(backup["id"], {"name": "after-crash"})
     path = fx.volume_file(deployment.volumes_dir, restored["volume_id"])
     assert fx.read_at(path, 8 * MiB, len(data)) == data
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid holding a flock on ``path`` (from /proc/locks), or None."""
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        return None
+    for line in Path("/proc/locks").read_text().splitlines():
+        # 1: FLOCK  ADVISORY  WRITE 1234 fd:01:567 0 EOF
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and \
+                int(fields[5].rsplit(":", 1)[1]) == inode:
+            return int(fields[4])
+    return None
+
+
+def test_the_jobs_of_a_process_that_dies_are_recovered_by_its_replacement(deployment):
+    """One process dies mid-backup: the process started in its place moves that
+    backup to error (its volume back to available) at once, not at the next
+    restart of the worker, and the worker goes on serving. (That the jobs
+    other processes hold are left alone: tests/unit/worker/test_job_pool.py.)"""
+    proc = deployment.ensure_worker()
+    kids = wait_for_children(proc, PROCESSES)
+    api = fx.Api(deployment.base_url)
+    volume, data = volume_with_data(deployment, api, seed=30, data_mib=16)
+    kept = api.create_backup(volume["id"])
+    big, _ = volume_with_data(deployment, api, seed=31, data_mib=512)
+    doomed = api.start_backup(big["id"])
+    jobs = Path(deployment.state_path) / ("worker-%s" % deployment.host) / "jobs"
+    claim = jobs / ("create-%s.lock" % doomed["id"])
+    holder = fx.wait_until(lambda: (lock_holder(claim) is not None, lock_holder(claim)),
+                           "a process holding the claim of backup %s" % doomed["id"],
+                           timeout=30, interval=0.05, extra=proc.where)
+    assert holder in kids
+    os.kill(holder, signal.SIGKILL)
+    wait_for_children(proc, PROCESSES, exclude={holder})
+    failed = api.wait_backup(doomed["id"], "error", timeout=60)
+    assert failed["fail_reason"] == "incomplete backup reset on manager restart"
+    assert api.wait_volume(big["id"], "available")
+    assert log_pids(proc, "The process that ran the create job of backup %s died"
+                    % doomed["id"])
+    assert not claim.exists()
+    # The other process, and the one in the dead one's place, go on serving.
+    restored = api.restore_and_wait(kept["id"], {"name": "after-orphan"})
+    path = fx.volume_file(deployment.volumes_dir, restored["volume_id"])
+    assert fx.read_at(path, 8 * MiB, len(data)) == data
+    assert deployment.heartbeat() is not None
+    assert api.backup(kept["id"])["status"] == "available"
 
 
 def test_recovery_runs_once_for_the_host(deployment):

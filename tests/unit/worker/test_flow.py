@@ -42,7 +42,7 @@ def env(sqlite_db, tmp_path, project_ctx):
         CONF.set_override(key, value)
     db.service_heartbeat(project_ctx.elevated(), host, "backupsvc-worker",
                          "backupsvc-backup", "nova")
-    mgr = worker_manager.BackupManager(host, lambda fn, *args: fn(*args))
+    mgr = worker_manager.BackupManager(host, lambda fn, *args, claim=None: fn(*args))
     yield project_ctx, mgr, tmp_path
     db.service_mark_down(project_ctx.elevated(), host, "backupsvc-worker")
     for key in overrides:
@@ -335,7 +335,7 @@ def test_restart_recovery_resumes_deletes_offloaded_or_before_serving(env, offlo
     backups.delete(ctx, backup.id)          # cast never consumed: the worker died
     submitted = []
     restarted = worker_manager.BackupManager(mgr.host,
-                                             lambda fn, *args: submitted.append(args))
+                                             lambda fn, *args, claim=None: submitted.append(args))
     CONF.set_override("backup_service_inithost_offload", offload)
     try:
         worker_server.recover(mgr.host, restarted)

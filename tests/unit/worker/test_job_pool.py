@@ -109,15 +109,19 @@ def test_recovery_runs_once_whatever_the_processes(tmp_path):
     shared = server.ProcessShared(0, str(tmp_path))
     assert shared.slots is None                 # 0: unlimited, as in Cinder
     ctx = multiprocessing.get_context("fork")
-    runs = ctx.Value("i", 0)
+    runs, orphan_runs = ctx.Value("i", 0), ctx.Value("i", 0)
 
     def recover_rows():
         with runs.get_lock():
             runs.value += 1
         time.sleep(0.2)                     # the others must wait, not skip ahead
 
+    def recover_orphans():
+        with orphan_runs.get_lock():
+            orphan_runs.value += 1
+
     def process(done):
-        shared.recover_once(recover_rows)
+        shared.recover_once(recover_rows, recover_orphans)
         done.put(runs.value)                # what it saw once it could serve
 
     done = ctx.Queue()
@@ -128,5 +132,91 @@ def test_recovery_runs_once_whatever_the_processes(tmp_path):
     for proc in procs:
         proc.join(10)
     assert runs.value == 1 and seen == [1, 1, 1]
-    shared.recover_once(recover_rows)       # a process started later: no second run
+    shared.recover_once(recover_rows, recover_orphans)  # one started later: no second run
     assert runs.value == 1
+    # The processes after the first (or started in place of dead ones) look for
+    # orphans instead.
+    assert orphan_runs.value == 3
+
+
+def _claim_in_a_process(claims, key, then):
+    """A forked process that claims ``key`` and then exits, dies or waits."""
+    ctx = multiprocessing.get_context("fork")
+    claimed, release = ctx.Event(), ctx.Event()
+
+    def run():
+        fd = claims.claim(key)
+        assert fd is not None
+        claimed.set()
+        if then == "release":
+            claims.release(key, fd)
+        release.wait(60)
+
+    proc = ctx.Process(target=run)
+    proc.start()
+    assert claimed.wait(10)
+    return proc, release
+
+
+def test_a_dead_processs_claim_is_an_orphan(tmp_path):
+    claims = server.JobClaims(str(tmp_path / "jobs"))
+    proc, _ = _claim_in_a_process(claims, "create-b1", "hold")
+    try:
+        assert claims.take_orphan("create-b1") is None      # its process runs it
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+        fd = claims.take_orphan("create-b1")
+        assert fd is not None
+        assert claims.take_orphan("create-b1") is None      # one recoverer only
+        claims.release("create-b1", fd)
+        assert os.listdir(tmp_path / "jobs") == []
+    finally:
+        proc.kill()
+        proc.join(10)
+
+
+def test_a_queued_or_finished_job_is_not_an_orphan(tmp_path):
+    claims = server.JobClaims(str(tmp_path / "jobs"))
+    assert claims.take_orphan("create-never-arrived") is None
+    proc, release = _claim_in_a_process(claims, "restore-b2", "release")
+    release.set()
+    proc.join(10)
+    assert claims.take_orphan("restore-b2") is None
+
+
+def test_a_claim_ended_while_being_checked_is_not_an_orphan(tmp_path, monkeypatch):
+    # The recoverer opened the file just before its holder ended the claim
+    # (unlinked the file, then unlocked it): the lock it then gets is on a file
+    # that is gone, not on a dead process's claim.
+    claims = server.JobClaims(str(tmp_path / "jobs"))
+    fd = claims.claim("delete-b3")
+    opened = os.open(tmp_path / "jobs" / "delete-b3.lock", os.O_RDWR)
+    claims.release("delete-b3", fd)
+    monkeypatch.setattr(server.os, "open", lambda *args, **kw: os.dup(opened))
+    try:
+        assert claims.take_orphan("delete-b3") is None
+    finally:
+        monkeypatch.undo()
+        os.close(opened)
+
+
+def test_the_pool_holds_a_claim_from_arrival_to_the_end_of_the_job(tmp_path):
+    claims = server.JobClaims(str(tmp_path / "jobs"))
+    pool = server.JobPool(1, None, claims)
+    busy, release = threading.Event(), threading.Event()
+    try:
+        first = pool.submit(lambda: (busy.set(), release.wait(10)), claim="create-a")
+        assert busy.wait(10)
+        queued = pool.submit(lambda: "ran", claim="create-b")   # waits for the thread
+        names = sorted(os.listdir(tmp_path / "jobs"))
+        assert names == ["create-a.lock", "create-b.lock"]
+        # Both are held (by this process): neither is an orphan.
+        assert claims.take_orphan("create-a") is None
+        assert claims.take_orphan("create-b") is None
+        release.set()
+        first.result(10)
+        assert queued.result(10) == "ran"
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+    assert os.listdir(tmp_path / "jobs") == []
