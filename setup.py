@@ -10,7 +10,8 @@ and Python (backupsvc/native.py) instead.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("_backupsvc_blocks", ["native/blocks.c", "native/sha256x2.c"], libraries=["crypto"],
+setup(ext_modules=[Extension("_backupsvc_blocks", ["native/blocks.c", "native/sha256x2.c"],
+                             libraries=["crypto"],
                              # (-O3: the two-stream rounds run ~15 % faster than at -O2)
                              extra_compile_args=["-O3"],
                              depends=["native/sha256x2.h"],
