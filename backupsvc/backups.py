@@ -8,6 +8,7 @@ no status change behind.
 import base64
 import binascii
 import datetime
+import functools
 import json
 
 from oslo_config import cfg
@@ -113,17 +114,49 @@ def _choose_parent(ctx, volume, snapshot):
     return parent
 
 
+class _CountersMissing(Exception):
+    """The project has no quota counters yet: its first backup seeds them."""
+
+
 def create(ctx, volume_id: str, *, name=None, description=None, container=None,
            incremental=False, force=False, snapshot_id=None, metadata=None,
            availability_zone=None):
-    with db.reading(ctx):       # every check reads in one transaction
+    request = {"name": name, "description": description, "container": container,
+               "incremental": incremental, "force": force, "snapshot_id": snapshot_id,
+               "metadata": metadata, "availability_zone": availability_zone}
+    try:
+        backup, give_back = _check_and_insert(ctx, volume_id, **request)
+    except _CountersMissing:
+        # Counters are created each in a transaction of its own (a concurrent
+        # first backup may create them too), so not inside the one that failed.
+        db.seed_usage(ctx, ctx.project_id)
+        backup, give_back = _check_and_insert(ctx, volume_id, seeded=True, **request)
+    _cast_or_fail(ctx, backup, lambda: _rpc().create_backup(ctx, backup.host, backup.id),
+                  give_back)
+    return backup
+
+
+def _check_and_insert(ctx, volume_id: str, *, name, description, container, incremental,
+                      force, snapshot_id, metadata, availability_zone, seeded=False):
+    """Check the request, move the source to backing-up, take the quota and insert
+    the row: one transaction (one round of the database's fixed costs), all or none.
+    Returns the row and what gives the source back if the job cannot be cast.
+
+    Raises _CountersMissing, before writing anything, if the project has no quota
+    counters; ``seeded``: they were just created, so go on whatever is found
+    (backup_create seeds any that vanished meanwhile).
+    """
+    with db.writing(ctx):
         volume = db.volume_get(ctx, volume_id)
         policy.authorize(ctx, "backup:create", _target(volume))
         snapshot, snapshot_time = _check_source(ctx, volume, snapshot_id, force)
+        source_status = volume.status
         usage = db.quota_usage(ctx, ctx.project_id)
-        seeded = db.usage_seeded(usage)
+        counters_exist = db.usage_seeded(usage)
+        if not (counters_exist or seeded):
+            raise _CountersMissing()
         quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0,
-                                 usage if seeded else None)
+                                 usage if counters_exist else None)
         parent = _choose_parent(ctx, volume, snapshot) if incremental else None
         # POSIX data lives on one host: an incremental must run where its parent is
         # (only there with backup_use_same_host, which also sends a full backup
@@ -133,29 +166,7 @@ def create(ctx, volume_id: str, *, name=None, description=None, container=None,
             host = placement.choose_worker(parent.host, ctx, required=same_host)
         else:
             host = placement.choose_worker(volume.host if same_host else None, ctx)
-    if not seeded:
-        db.seed_usage(ctx, ctx.project_id)    # the project's first backup
 
-    now = timeutils.utcnow()
-    backup = _claim_source_and_insert(ctx, volume, snapshot, {
-        "user_id": ctx.user_id, "project_id": ctx.project_id,
-        "volume_id": volume.id, "display_name": name,
-        "display_description": description, "container": container,
-        "parent_id": parent.id if parent is not None else None,
-        "size": volume.size, "snapshot_id": snapshot_id, "host": host,
-        "availability_zone": availability_zone or volume.availability_zone
-        or CONF.storage_availability_zone,
-        "status": B.CREATING, "created_at": now,
-        "data_timestamp": snapshot_time or now,
-    }, metadata or None)
-    _cast_or_fail(ctx, backup, lambda: _rpc().create_backup(ctx, host, backup.id),
-                  lambda: _return_source(ctx, volume, snapshot))
-    return backup
-
-
-def _claim_source_and_insert(ctx, volume, snapshot, values: dict, metadata):
-    """Move the source to backing-up, take the quota and insert the row, all or none."""
-    with db.writing(ctx):
         if snapshot is not None:
             if not db.snapshot_cas_status(ctx, snapshot.id, S.BACKING_UP, [S.AVAILABLE]):
                 raise exception.InvalidSnapshot(
@@ -166,15 +177,30 @@ def _claim_source_and_insert(ctx, volume, snapshot, values: dict, metadata):
             raise exception.InvalidVolume(
                 reason="Volume %s changed status while the backup was being requested; "
                        "retry." % volume.id)
-        return db.backup_create(ctx, values, metadata=metadata,
-                                quota_limits=quota.backup_limits())
+        # Taken now: the session may refresh the loaded volume after the update.
+        give_back = functools.partial(_return_source, ctx, volume.id, source_status,
+                                      snapshot.id if snapshot is not None else None)
+        now = timeutils.utcnow()
+        backup = db.backup_create(ctx, {
+            "user_id": ctx.user_id, "project_id": ctx.project_id,
+            "volume_id": volume.id, "display_name": name,
+            "display_description": description, "container": container,
+            "parent_id": parent.id if parent is not None else None,
+            "size": volume.size, "snapshot_id": snapshot_id, "host": host,
+            "availability_zone": availability_zone or volume.availability_zone
+            or CONF.storage_availability_zone,
+            "status": B.CREATING, "created_at": now,
+            "data_timestamp": snapshot_time or now,
+        }, metadata=metadata or None, quota_limits=quota.backup_limits(),
+            counters_exist=counters_exist)
+    return backup, give_back
 
 
-def _return_source(ctx, volume, snapshot) -> None:
-    if snapshot is not None:
-        db.snapshot_cas_status(ctx, snapshot.id, S.AVAILABLE, [S.BACKING_UP])
+def _return_source(ctx, volume_id: str, volume_status: str, snapshot_id) -> None:
+    if snapshot_id is not None:
+        db.snapshot_cas_status(ctx, snapshot_id, S.AVAILABLE, [S.BACKING_UP])
     else:
-        db.volume_cas_status(ctx, volume.id, volume.status, [V.BACKING_UP],
+        db.volume_cas_status(ctx, volume_id, volume_status, [V.BACKING_UP],
                              admin_override=True)
 
 
@@ -272,14 +298,17 @@ def start_restore(ctx, backup, volume, is_new: bool, host: str) -> None:
             from backupsvc import volumes
             volumes.discard_restore_target(ctx, volume.id)
 
-    if not db.backup_cas_status(ctx, backup.id, B.RESTORING, [B.AVAILABLE],
-                                restore_volume_id=volume.id, host=host):
+    try:
+        with db.writing(ctx):       # both or neither
+            if not db.backup_cas_status(ctx, backup.id, B.RESTORING, [B.AVAILABLE],
+                                        restore_volume_id=volume.id, host=host):
+                raise exception.InvalidBackup(reason="Backup status must be available")
+            if not db.volume_cas_status(ctx, volume.id, V.RESTORING_BACKUP, [volume_from]):
+                raise exception.InvalidVolume(
+                    reason="Volume to be restored to must be available")
+    except (exception.InvalidBackup, exception.InvalidVolume):
         undo_volume()
-        raise exception.InvalidBackup(reason="Backup status must be available")
-    if not db.volume_cas_status(ctx, volume.id, V.RESTORING_BACKUP, [volume_from]):
-        db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.RESTORING])
-        undo_volume()
-        raise exception.InvalidVolume(reason="Volume to be restored to must be available")
+        raise
 
     def undo():
         db.backup_cas_status(ctx, backup.id, B.AVAILABLE, [B.ERROR], admin_override=True)

@@ -140,13 +140,18 @@ def _replace_metadata(session, meta_model, fk: str, owner_id: str, metadata: dic
 # --------------------------------------------------------------------- backups
 
 def backup_create(context, values: dict, metadata: dict | None = None,
-                  quota_limits: dict | None = None) -> models.Backup:
-    """Insert a backup row; with quota_limits, consume quota in the same transaction."""
+                  quota_limits: dict | None = None,
+                  counters_exist: bool = False) -> models.Backup:
+    """Insert a backup row; with quota_limits, consume quota in the same transaction.
+
+    ``counters_exist``: the caller saw the project's quota counters in this
+    transaction (see usage_seeded), so they need no seeding.
+    """
     values = dict(values)
     values.setdefault("id", str(uuid.uuid4()))
     values.setdefault("status", states.BackupStatus.CREATING)
     values.setdefault("num_dependent_backups", 0)
-    if quota_limits is not None:
+    if quota_limits is not None and not counters_exist:
         seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
         if quota_limits is not None:

@@ -28,21 +28,16 @@ CONTAINER = "c"
 
 
 def _holes_supported(directory) -> bool:
-    path = os.path.join(directory, "probe")
-    with open(path, "wb") as f:
+    # A file of its own: a fixed name could be anyone's file or directory.
+    with tempfile.NamedTemporaryFile(dir=directory) as f:
         f.truncate(4 * MiB)
         f.seek(MiB)
         f.write(b"x")
-    try:
-        fd = os.open(path, os.O_RDONLY)
+        f.flush()
         try:
-            return os.lseek(fd, 0, os.SEEK_DATA) > 0
+            return os.lseek(f.fileno(), 0, os.SEEK_DATA) > 0
         except OSError:
             return False
-        finally:
-            os.close(fd)
-    finally:
-        os.unlink(path)
 
 
 pytestmark = pytest.mark.skipif(
