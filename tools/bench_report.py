@@ -65,17 +65,16 @@ def aggregate(records: list[dict]) -> dict | None:
     return agg
 
 
-def _paired_ratio(records: list[dict], op: str) -> float | None:
-    """Median over the runs of the service's speed over the engine's in that run.
+def _pair_ratios(records: list[dict], op: str) -> list[float]:
+    """The service's speed over the engine's, per run (extra pairs included).
 
     The two are measured one right after the other in each run, so a slow
     spell of this shared machine weighs on both of a pair; the ratio of
     medians taken over different runs would mix their spells.
     """
     speed = {(r["who"], r["run"]): r["size"] / r["seconds"] for r in records if r["op"] == op}
-    ratios = [speed[("service", run)] / speed[("engine", run)]
-              for who, run in speed if who == "service" and ("engine", run) in speed]
-    return _median(ratios) if ratios else None
+    return [speed[("service", run)] / speed[("engine", run)]
+            for who, run in speed if who == "service" and ("engine", run) in speed]
 
 
 def summarize(bench: Any) -> list[dict]:
@@ -88,10 +87,14 @@ def summarize(bench: Any) -> list[dict]:
     for op in order:
         row: dict[str, Any] = {"op": op}
         for who in WHO:
-            row[who] = aggregate([r for r in bench.records if r["op"] == op and r["who"] == who])
+            # The extra pairs serve the service's ratio only (see Bench.extra_pairs).
+            row[who] = aggregate([r for r in bench.records if r["op"] == op
+                                  and r["who"] == who and not r.get("pair_only")])
         e, c, s = row["engine"], row["cinder"], row["service"]
         row["x_cinder"] = e["mbps"] / c["mbps"] if e and c else None
-        row["svc_engine"] = _paired_ratio(bench.records, op) if e and s else None
+        ratios = _pair_ratios(bench.records, op) if e and s else []
+        row["svc_engine"] = _median(ratios) if ratios else None
+        row["svc_engine_pairs"] = len(ratios)
         rows.append(row)
     return rows
 
@@ -318,8 +321,9 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
     print()
     print("MB/s = volume MB / seconds until durable; CPU s = CPU seconds of the process; "
           "RSS = peak (MiB);\nbound = fraction of the machine bound; xCinder = engine MB/s / "
-          "Cinder MB/s; svc = through the service;\nsvc/eng = median over the runs of "
-          "service MB/s / engine MB/s in the same run")
+          "Cinder MB/s; svc = through the service;\nsvc/eng = median over %d pairs (the runs "
+          "and --extra-pairs) of service MB/s / engine MB/s measured back to back"
+          % (a.runs + (0 if a.skip_service else a.extra_pairs)))
     print_main(rows)
     print()
     print("Engine vs the machine bound (seconds; bound = max of CPU, read, write, r+w; "

@@ -6,6 +6,7 @@ byte-identical and exits non-zero otherwise. Timing is never asserted.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,9 @@ def test_quick_benchmark_through_the_service(tmp_path):
         engine, service = cells[0], cells[-3]        # MB/s columns ("-" if not measured)
         assert engine != "-" and service != "-", cells
         assert float(engine) > 0 and float(service) > 0, cells
+    # One extra engine/service pair (--quick) joins the run's pair in svc/eng only.
+    extra = [m for m in json.loads((tmp_path / "raw.json").read_text())["measurements"]
+             if m.get("pair_only")]
+    assert {m["who"] for m in extra} == {"engine", "service"}, extra
+    assert {m["op"] for m in extra} == set(ROWS)
+    assert "median over 2 pairs" in out
