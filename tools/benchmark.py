@@ -413,7 +413,6 @@ class Bench:
                 if svc is not None:
                     self.stop_service(svc)
 
-
     def extra_pairs(self, engine, svc, codec: str, *, sparse: bool) -> None:
         """More engine/service pairs, for the service's ratio to the engine only.
 
