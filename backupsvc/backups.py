@@ -114,10 +114,6 @@ def _choose_parent(ctx, volume, snapshot):
     return parent
 
 
-class _CountersMissing(Exception):
-    """The project has no quota counters yet: its first backup seeds them."""
-
-
 def create(ctx, volume_id: str, *, name=None, description=None, container=None,
            incremental=False, force=False, snapshot_id=None, metadata=None,
            availability_zone=None):
@@ -126,37 +122,33 @@ def create(ctx, volume_id: str, *, name=None, description=None, container=None,
                "metadata": metadata, "availability_zone": availability_zone}
     try:
         backup, give_back = _check_and_insert(ctx, volume_id, **request)
-    except _CountersMissing:
+    except db.CountersMissing:
         # Counters are created each in a transaction of its own (a concurrent
         # first backup may create them too), so not inside the one that failed.
         db.seed_usage(ctx, ctx.project_id)
-        backup, give_back = _check_and_insert(ctx, volume_id, seeded=True, **request)
+        backup, give_back = _check_and_insert(ctx, volume_id, **request)
     _cast_or_fail(ctx, backup, lambda: _rpc().create_backup(ctx, backup.host, backup.id),
                   give_back)
     return backup
 
 
 def _check_and_insert(ctx, volume_id: str, *, name, description, container, incremental,
-                      force, snapshot_id, metadata, availability_zone, seeded=False):
-    """Check the request, move the source to backing-up, take the quota and insert
+                      force, snapshot_id, metadata, availability_zone):
+    """Check the request, take the quota, move the source to backing-up and insert
     the row: one transaction (one round of the database's fixed costs), all or none.
     Returns the row and what gives the source back if the job cannot be cast.
 
-    Raises _CountersMissing, before writing anything, if the project has no quota
-    counters; ``seeded``: they were just created, so go on whatever is found
-    (backup_create seeds any that vanished meanwhile).
+    Raises db.CountersMissing, leaving nothing changed, if the project has no
+    quota counters yet.
     """
     with db.writing(ctx):
-        volume = db.volume_get(ctx, volume_id)
+        volume = db.volume_get(ctx, volume_id, with_metadata=False)
         policy.authorize(ctx, "backup:create", _target(volume))
         snapshot, snapshot_time = _check_source(ctx, volume, snapshot_id, force)
         source_status = volume.status
-        usage = db.quota_usage(ctx, ctx.project_id)
-        counters_exist = db.usage_seeded(usage)
-        if not (counters_exist or seeded):
-            raise _CountersMissing()
-        quota.check_backup_quota(ctx, ctx.project_id, volume.size or 0,
-                                 usage if counters_exist else None)
+        # The authoritative check (safe under concurrent creates); a refusal rolls
+        # the transaction back, so nothing is taken.
+        db.quota_consume(ctx, ctx.project_id, volume.size or 0, quota.backup_limits())
         parent = _choose_parent(ctx, volume, snapshot) if incremental else None
         # POSIX data lives on one host: an incremental must run where its parent is
         # (only there with backup_use_same_host, which also sends a full backup
@@ -191,8 +183,7 @@ def _check_and_insert(ctx, volume_id: str, *, name, description, container, incr
             or CONF.storage_availability_zone,
             "status": B.CREATING, "created_at": now,
             "data_timestamp": snapshot_time or now,
-        }, metadata=metadata or None, quota_limits=quota.backup_limits(),
-            counters_exist=counters_exist)
+        }, metadata=metadata or None)
     return backup, give_back
 
 

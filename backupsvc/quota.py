@@ -1,9 +1,10 @@
 """Per-project backup quotas (Cinder's resources and defaults).
 
-The authoritative check is the conditional counter update db.api makes in
-the transaction that inserts the row (safe under concurrent creates); the
-early check here only gives a clear 413 before anything is touched. As in
-Cinder, an 'error' backup holds its quota until it is deleted.
+The check is the conditional counter update (db.quota.consume_quota) made in
+the transaction that inserts the row, safe under concurrent creates; its
+refusal says which limit was hit. An import also checks early, from the live
+rows, before it touches anything. As in Cinder, an 'error' backup holds
+its quota until it is deleted.
 """
 
 from oslo_config import cfg

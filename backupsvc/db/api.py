@@ -17,12 +17,14 @@ from collections.abc import Iterable
 
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import utils as db_utils
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import aliased, joinedload, raiseload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backupsvc import exception, states
 from backupsvc.db import models, session
 from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
+    CountersMissing,
     backup_usage,
     consume_quota,
     quota_usage,
@@ -140,18 +142,15 @@ def _replace_metadata(session, meta_model, fk: str, owner_id: str, metadata: dic
 # --------------------------------------------------------------------- backups
 
 def backup_create(context, values: dict, metadata: dict | None = None,
-                  quota_limits: dict | None = None,
-                  counters_exist: bool = False) -> models.Backup:
-    """Insert a backup row; with quota_limits, consume quota in the same transaction.
-
-    ``counters_exist``: the caller saw the project's quota counters in this
-    transaction (see usage_seeded), so they need no seeding.
-    """
+                  quota_limits: dict | None = None) -> models.Backup:
+    """Insert a backup row; with quota_limits, seed the project's counters if it
+    has none and consume quota in the insert's transaction (or use quota_consume
+    first, in the caller's transaction)."""
     values = dict(values)
     values.setdefault("id", str(uuid.uuid4()))
     values.setdefault("status", states.BackupStatus.CREATING)
     values.setdefault("num_dependent_backups", 0)
-    if quota_limits is not None and not counters_exist:
+    if quota_limits is not None:
         seed_usage(context, values["project_id"])
     with main_context_manager.writer.using(context) as session:
         if quota_limits is not None:
@@ -160,10 +159,20 @@ def backup_create(context, values: dict, metadata: dict | None = None,
         row = models.Backup(**values)
         session.add(row)
         session.flush()
-        if metadata:
-            _replace_metadata(session, models.BackupMetadata, "backup_id", row.id,
-                              metadata, delete=False)
+        if not metadata:
+            # The row as inserted is the row as read: no second round trip.
+            set_committed_value(row, "backup_metadata", [])
+            return row
+        _replace_metadata(session, models.BackupMetadata, "backup_id", row.id,
+                          metadata, delete=False)
     return backup_get(context, values["id"], project_only=False)
+
+
+def quota_consume(context, project_id: str, size: int, limits: dict) -> None:
+    """Take quota for one backup of ``size`` GiB in the caller's write transaction.
+    Raises CountersMissing if the project has no counters yet (see seed_usage)."""
+    with main_context_manager.writer.using(context) as session:
+        consume_quota(session, project_id, size, limits)
 
 
 def backup_import(context, backup_id: str, values: dict, metadata: dict | None = None,
@@ -197,7 +206,9 @@ def backup_import(context, backup_id: str, values: dict, metadata: dict | None =
 
 
 def backup_get(context, backup_id: str, project_only: bool | None = None,
-               read_deleted: bool = False) -> models.Backup:
+               read_deleted: bool = False, with_metadata: bool = True) -> models.Backup:
+    """``with_metadata=False``: a row for jobs, which never read the user's
+    metadata (one narrower statement); touching it raises."""
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
@@ -206,10 +217,51 @@ def backup_get(context, backup_id: str, project_only: bool | None = None,
             query = query.where(models.Backup.deleted == False)  # noqa: E712
         if project_only:
             query = query.where(models.Backup.project_id == context.project_id)
-        row = _first_with_metadata(session, query, models.Backup.backup_metadata)
+        if with_metadata:
+            row = _first_with_metadata(session, query, models.Backup.backup_metadata)
+        else:
+            row = session.scalars(query.options(raiseload(models.Backup.backup_metadata))
+                                  .limit(1)).first()
     if row is None:
         raise exception.BackupNotFound(backup_id=backup_id)
     return row
+
+
+# Built once: an alias made per call costs a copy of every column.
+_PARENT = aliased(models.Backup, name="parent")
+
+
+def backup_job_rows(context, backup_id: str):
+    """(backup, volume, snapshot, parent) for a create job, read by one statement.
+
+    The volume comes with its metadata (stored with the backup); snapshot and
+    parent are None when the backup names none or they no longer exist. The
+    backups' own metadata is not loaded (touching it raises). Raises
+    BackupNotFound, VolumeNotFound or SnapshotNotFound.
+    """
+    backup_m, volume_m, snapshot_m, parent_m = (models.Backup, models.Volume,
+                                                models.Snapshot, _PARENT)
+    query = (
+        select(backup_m, volume_m, snapshot_m, parent_m)
+        .outerjoin(volume_m, and_(volume_m.id == backup_m.volume_id,
+                                  volume_m.deleted == False))  # noqa: E712
+        .outerjoin(snapshot_m, and_(snapshot_m.id == backup_m.snapshot_id,
+                                    snapshot_m.deleted == False))  # noqa: E712
+        .outerjoin(parent_m, and_(parent_m.id == backup_m.parent_id,
+                                  parent_m.deleted == False))  # noqa: E712
+        .where(backup_m.id == backup_id, backup_m.deleted == False)  # noqa: E712
+        .options(joinedload(volume_m.volume_metadata),
+                 raiseload(backup_m.backup_metadata), raiseload(parent_m.backup_metadata)))
+    with main_context_manager.reader.using(context) as session:
+        row = session.execute(query).unique().first()
+    if row is None:
+        raise exception.BackupNotFound(backup_id=backup_id)
+    backup, volume, snapshot, parent = row
+    if volume is None:
+        raise exception.VolumeNotFound(volume_id=backup.volume_id)
+    if backup.snapshot_id and snapshot is None:
+        raise exception.SnapshotNotFound(snapshot_id=backup.snapshot_id)
+    return backup, volume, snapshot, parent
 
 
 def backup_get_all(context, filters: dict | None = None, marker: str | None = None,
@@ -339,7 +391,9 @@ def backup_latest_available(context, volume_id: str, project_id: str,
                  .order_by(models.Backup.data_timestamp.desc(), models.Backup.created_at.desc()))
         if before is not None:
             query = query.where(models.Backup.data_timestamp < before)
-        return _first_with_metadata(session, query, models.Backup.backup_metadata)
+        # Only a parent: its metadata is never read.
+        return session.scalars(query.options(raiseload(models.Backup.backup_metadata))
+                               .limit(1)).first()
 
 
 def backup_get_by_host_and_status(context, host: str,
@@ -367,7 +421,10 @@ def volume_create(context, values: dict, metadata: dict | None = None) -> models
     return volume_get(context, values["id"], project_only=False)
 
 
-def volume_get(context, volume_id: str, project_only: bool | None = None) -> models.Volume:
+def volume_get(context, volume_id: str, project_only: bool | None = None,
+               with_metadata: bool = True) -> models.Volume:
+    """``with_metadata=False``: one narrower statement for callers that never
+    read the volume's metadata; touching it raises."""
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
@@ -375,7 +432,11 @@ def volume_get(context, volume_id: str, project_only: bool | None = None) -> mod
                                             models.Volume.deleted == False)  # noqa: E712
         if project_only:
             query = query.where(models.Volume.project_id == context.project_id)
-        row = _first_with_metadata(session, query, models.Volume.volume_metadata)
+        if with_metadata:
+            row = _first_with_metadata(session, query, models.Volume.volume_metadata)
+        else:
+            row = session.scalars(query.options(raiseload(models.Volume.volume_metadata))
+                                  .limit(1)).first()
     if row is None:
         raise exception.VolumeNotFound(volume_id=volume_id)
     return row

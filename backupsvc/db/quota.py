@@ -7,7 +7,7 @@ rows, which also repairs a counter that was dropped.
 """
 
 from oslo_db import exception as db_exc
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from backupsvc import exception
 from backupsvc.db import models
@@ -56,21 +56,39 @@ def seed_usage(context, project_id: str) -> None:
             pass  # a concurrent request seeded it
 
 
+class CountersMissing(Exception):
+    """The project has no quota counters yet (its first backup): seed them
+    (:func:`seed_usage`, outside the failed transaction) and try again."""
+
+
 def consume_quota(session, project_id: str, size: int, limits: dict) -> None:
+    """Take one backup and ``size`` GiB from the project's counters, within the limits.
+
+    One conditional UPDATE moves both counters; unless it moved both, nothing
+    is kept (the error rolls the caller's transaction back) and a read says why.
+    """
     usage = models.QuotaUsage
-    for resource, delta in (("backups", 1), ("backup_gigabytes", size)):
+    deltas = {"backups": 1, "backup_gigabytes": size}
+    query = update(usage).where(usage.project_id == project_id,
+                                usage.resource.in_(sorted(deltas)))
+    for resource, delta in deltas.items():
         limit = limits.get(resource, -1)
-        query = update(usage).where(usage.project_id == project_id,
-                                    usage.resource == resource)
         if limit >= 0:
-            query = query.where(usage.in_use + delta <= limit)
-        if session.execute(query.values(in_use=usage.in_use + delta)).rowcount:
-            continue
-        in_use = session.scalar(select(usage.in_use).where(
-            usage.project_id == project_id, usage.resource == resource)) or 0
-        if resource == "backups":
-            raise exception.BackupLimitExceeded(allowed=limit)
-        raise exception.BackupGigabytesExceeded(requested=size, quota=limit, consumed=in_use)
+            query = query.where(or_(usage.resource != resource,
+                                    usage.in_use + delta <= limit))
+    increment = case((usage.resource == "backups", 1), else_=size)
+    moved = session.execute(query.values(in_use=usage.in_use + increment),
+                            execution_options={"synchronize_session": False}).rowcount
+    if moved == len(deltas):
+        return
+    in_use = dict(session.execute(select(usage.resource, usage.in_use)
+                                  .where(usage.project_id == project_id)).all())
+    if not in_use.keys() >= RESOURCES:
+        raise CountersMissing(project_id)
+    if 0 <= limits.get("backups", -1) < in_use["backups"] + 1:
+        raise exception.BackupLimitExceeded(allowed=limits["backups"])
+    raise exception.BackupGigabytesExceeded(requested=size, quota=limits["backup_gigabytes"],
+                                            consumed=in_use["backup_gigabytes"])
 
 
 def release_quota(session, project_id: str, size: int) -> None:

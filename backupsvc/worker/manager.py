@@ -68,7 +68,7 @@ class StatusWatch:
         """Read the row now: True (from then on) once it has left the expected status."""
         try:
             row = db.backup_get(get_admin_context(), self.backup_id, project_only=False,
-                                read_deleted=True)
+                                read_deleted=True, with_metadata=False)
         except Exception:
             LOG.warning("Could not read backup %s to look for a cancellation; will retry",
                         self.backup_id, exc_info=True)
@@ -207,16 +207,10 @@ class BackupManager:
         ctx = get_admin_context()
         store = storage.get_store(CONF, user_ctx)
         with db.writing(ctx):       # the claim reads and writes in one transaction
-            backup = db.backup_get(ctx, backup_id, project_only=False)
-            volume = db.volume_get(ctx, backup.volume_id, project_only=False)
-            snapshot = (db.snapshot_get(ctx, backup.snapshot_id, project_only=False)
-                        if backup.snapshot_id else None)
-            parent = None
-            if backup.parent_id:
-                try:
-                    parent = db.backup_get(ctx, backup.parent_id, project_only=False)
-                except exception.BackupNotFound:
-                    pass        # _run_backup fails the backup, saying so
+            # One statement: the backup, its volume (with the metadata stored with
+            # the backup), its snapshot and its parent (None if deleted meanwhile:
+            # _run_backup fails the backup, saying so).
+            backup, volume, snapshot, parent = db.backup_job_rows(ctx, backup_id)
             container = backup.container or store.default_container(backup.id)
             prefix = store.object_prefix(volume.id, backup.id, backup.created_at)
             # Record where the objects go before writing any, so a crash or a
@@ -258,7 +252,6 @@ class BackupManager:
             completed = db.backup_complete(ctx, backup.id, backup.parent_id,
                                            object_count=result.object_count,
                                            size=volume.size)
-            row = db.backup_get(ctx, backup.id, project_only=False, read_deleted=True)
         if completed:
             LOG.info("Backup %s is available: %d objects, %d bytes read, %d stored",
                      backup.id, result.object_count, result.bytes_read, result.bytes_stored)
@@ -266,7 +259,10 @@ class BackupManager:
             # Cancelled between the last check and the end: drop what we wrote.
             LOG.info("Backup %s changed status at the end; removing its objects", backup.id)
             self._safe_delete(store, container, prefix)
-        notifications.notify(ctx, row, "create.end")
+            self._notify_current(ctx, backup.id, "create.end")
+            return
+        # What the completion wrote, without reading the row back.
+        notifications.notify(ctx, backup, "create.end", status=B.AVAILABLE, size=volume.size)
 
     @staticmethod
     def _notify_current(ctx, backup_id: str, suffix: str) -> None:

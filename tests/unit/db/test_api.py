@@ -208,3 +208,63 @@ def test_quota_released_on_delete_and_gigabytes_enforced(sqlite_db, project_ctx)
 def _backup_with_quota(db, ctx, limits, size):
     return db.backup_create(ctx, {"volume_id": str(uuid.uuid4()), "project_id": ctx.project_id,
                                   "size": size}, quota_limits=limits)
+
+
+def test_a_refused_gigabytes_quota_takes_no_backup_either(sqlite_db, project_ctx):
+    """Both counters move in one statement: when one may not, neither does."""
+    limits = {"backups": 10, "backup_gigabytes": 5}
+    _backup_with_quota(sqlite_db, project_ctx, limits, size=4)
+    with pytest.raises(exception.BackupGigabytesExceeded,
+                       match="quota is 5G and 4G has been consumed"):
+        _backup_with_quota(sqlite_db, project_ctx, limits, size=2)
+    assert sqlite_db.quota_usage(project_ctx, project_ctx.project_id) == {
+        "backups": 1, "backup_gigabytes": 4}
+    assert sqlite_db.backup_count(project_ctx) == 1
+
+
+def test_quota_consume_without_counters_says_so_and_takes_nothing(sqlite_db, project_ctx):
+    with pytest.raises(sqlite_db.CountersMissing):
+        with sqlite_db.writing(project_ctx):
+            sqlite_db.quota_consume(project_ctx, project_ctx.project_id, 1,
+                                    {"backups": -1, "backup_gigabytes": -1})
+    assert sqlite_db.quota_usage(project_ctx, project_ctx.project_id) == {}
+
+
+def test_created_row_is_the_stored_row(sqlite_db, project_ctx):
+    row = _backup(sqlite_db, project_ctx, display_name="b", size=2)
+    stored = sqlite_db.backup_get(project_ctx, row.id)
+    for column in ("id", "status", "display_name", "size", "num_dependent_backups",
+                   "deleted", "created_at", "updated_at", "project_id", "volume_id"):
+        assert getattr(row, column) == getattr(stored, column), column
+    assert row.metadata_dict == {} == stored.metadata_dict
+
+
+def test_job_rows_read_backup_volume_snapshot_and_parent_together(sqlite_db, project_ctx):
+    vol = sqlite_db.volume_create(project_ctx, {"project_id": project_ctx.project_id,
+                                                "size": 1}, metadata={"m": "1"})
+    snap = sqlite_db.snapshot_create(project_ctx, {"project_id": project_ctx.project_id,
+                                                   "volume_id": vol.id, "volume_size": 1})
+    parent = _backup(sqlite_db, project_ctx, volume_id=vol.id, container="pc")
+    child = _backup(sqlite_db, project_ctx, volume_id=vol.id, parent_id=parent.id,
+                    snapshot_id=snap.id)
+    backup, volume, snapshot, found = sqlite_db.backup_job_rows(project_ctx, child.id)
+    assert (backup.id, volume.id, snapshot.id, found.id) == (child.id, vol.id, snap.id,
+                                                            parent.id)
+    assert volume.metadata_dict == {"m": "1"} and found.container == "pc"
+    with pytest.raises(Exception, match="lazy='raise'"):
+        _ = backup.metadata_dict    # the job never reads it; the read did not load it
+
+    # A parent deleted meanwhile is None (the job then fails, saying so).
+    sqlite_db.backup_cas_status(project_ctx, parent.id, B.ERROR, [B.CREATING])
+    sqlite_db.backup_cas_status(project_ctx, parent.id, B.DELETING, [B.ERROR])
+    sqlite_db.backup_cas_status(project_ctx, parent.id, B.DELETED, [B.DELETING])
+    assert sqlite_db.backup_job_rows(project_ctx, child.id)[3] is None
+
+    alone = _backup(sqlite_db, project_ctx, volume_id=vol.id)
+    _, _, no_snapshot, no_parent = sqlite_db.backup_job_rows(project_ctx, alone.id)
+    assert no_snapshot is None and no_parent is None
+    orphan = _backup(sqlite_db, project_ctx)      # its volume does not exist
+    with pytest.raises(exception.VolumeNotFound):
+        sqlite_db.backup_job_rows(project_ctx, orphan.id)
+    with pytest.raises(exception.BackupNotFound):
+        sqlite_db.backup_job_rows(project_ctx, str(uuid.uuid4()))
