@@ -9,15 +9,21 @@ Each function runs in its own transaction, unless the caller groups several
 in one with :func:`reading` or :func:`writing`: the calls made inside with
 the same context join that transaction (one connection checkout and one
 commit instead of one each, and the writes succeed or fail together).
+
+The statements every job runs are built once (see :func:`_built_once`) and
+take their values as parameters. Their UPDATEs do not touch rows already
+loaded in the caller's transaction: a caller that needs the new values
+sets them (none does today).
 """
 
 import datetime
+import functools
 import uuid
 from collections.abc import Iterable
 
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import utils as db_utils
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import aliased, joinedload, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -53,12 +59,56 @@ def writing(context):
 
 # --------------------------------------------------------------------- helpers
 
-def _first_with_metadata(session, query, metadata):
-    """The first row of ``query`` with its ``metadata`` relationship loaded by the same
-    statement (a join): one round trip to the database, where the relationship's
-    default (a second SELECT, right for lists) takes two."""
-    return session.execute(query.options(joinedload(metadata)).limit(1)).unique() \
-        .scalar_one_or_none()
+def _built_once(builder):
+    """Build each variant of a statement once. Building one costs about a
+    millisecond of Python per call (construction and cache key), as much as
+    the round trip; a statement built once is compiled once and then only
+    takes new parameters."""
+    return functools.cache(builder)
+
+
+@_built_once
+def _by_id(model, *, read_deleted: bool, project_only: bool, metadata, with_metadata: bool):
+    """SELECT one ``model`` row by :id (and :project_id). Its ``metadata``
+    relationship is joined (one round trip, where the relationship's own
+    loading takes two) or, ``with_metadata=False``, not loaded: touching it raises."""
+    query = select(model).where(model.id == bindparam("id"))
+    if not read_deleted:
+        query = query.where(model.deleted == False)  # noqa: E712
+    if project_only:
+        query = query.where(model.project_id == bindparam("project_id"))
+    if metadata is not None:
+        query = query.options(joinedload(metadata) if with_metadata else raiseload(metadata))
+    return query.limit(1)
+
+
+def _get_by_id(session, model, row_id: str, context, *, project_only: bool,
+               read_deleted: bool = False, metadata=None, with_metadata: bool = True):
+    query = _by_id(model, read_deleted=read_deleted, project_only=project_only,
+                   metadata=metadata, with_metadata=with_metadata)
+    params = {"id": row_id}
+    if project_only:
+        params["project_id"] = context.project_id
+    return session.execute(query, params).unique().scalar_one_or_none()
+
+
+@_built_once
+def _cas_update(model, columns: tuple[str, ...]):
+    """UPDATE ``model`` SET ``columns`` (from :new_<column>) WHERE id = :row_id AND NOT
+    deleted AND status IN :expected."""
+    return (update(model)
+            .where(model.id == bindparam("row_id"), model.deleted == False,  # noqa: E712
+                   model.status.in_(bindparam("expected", expanding=True)))
+            .values({column: bindparam("new_" + column) for column in columns})
+            .execution_options(synchronize_session=False))
+
+
+def _cas(session, model, row_id: str, expected, values: dict) -> int:
+    """Run :func:`_cas_update`; the number of rows it changed (0 or 1)."""
+    columns = tuple(sorted(values))
+    params = {"new_" + column: values[column] for column in columns}
+    params.update(row_id=row_id, expected=list(expected))
+    return session.execute(_cas_update(model, columns), params).rowcount
 
 
 def _scope(query, model, context, project_only: bool):
@@ -212,23 +262,31 @@ def backup_get(context, backup_id: str, project_only: bool | None = None,
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        query = select(models.Backup).where(models.Backup.id == backup_id)
-        if not read_deleted:
-            query = query.where(models.Backup.deleted == False)  # noqa: E712
-        if project_only:
-            query = query.where(models.Backup.project_id == context.project_id)
-        if with_metadata:
-            row = _first_with_metadata(session, query, models.Backup.backup_metadata)
-        else:
-            row = session.scalars(query.options(raiseload(models.Backup.backup_metadata))
-                                  .limit(1)).first()
+        row = _get_by_id(session, models.Backup, backup_id, context,
+                         project_only=project_only, read_deleted=read_deleted,
+                         metadata=models.Backup.backup_metadata, with_metadata=with_metadata)
     if row is None:
         raise exception.BackupNotFound(backup_id=backup_id)
     return row
 
 
-# Built once: an alias made per call costs a copy of every column.
-_PARENT = aliased(models.Backup, name="parent")
+def _job_rows_statement():
+    backup, volume, snapshot = models.Backup, models.Volume, models.Snapshot
+    parent = aliased(models.Backup, name="parent")
+    return (
+        select(backup, volume, snapshot, parent)
+        .outerjoin(volume, and_(volume.id == backup.volume_id,
+                                volume.deleted == False))  # noqa: E712
+        .outerjoin(snapshot, and_(snapshot.id == backup.snapshot_id,
+                                  snapshot.deleted == False))  # noqa: E712
+        .outerjoin(parent, and_(parent.id == backup.parent_id,
+                                parent.deleted == False))  # noqa: E712
+        .where(backup.id == bindparam("id"), backup.deleted == False)  # noqa: E712
+        .options(joinedload(volume.volume_metadata),
+                 raiseload(backup.backup_metadata), raiseload(parent.backup_metadata)))
+
+
+_JOB_ROWS = _job_rows_statement()
 
 
 def backup_job_rows(context, backup_id: str):
@@ -239,21 +297,8 @@ def backup_job_rows(context, backup_id: str):
     backups' own metadata is not loaded (touching it raises). Raises
     BackupNotFound, VolumeNotFound or SnapshotNotFound.
     """
-    backup_m, volume_m, snapshot_m, parent_m = (models.Backup, models.Volume,
-                                                models.Snapshot, _PARENT)
-    query = (
-        select(backup_m, volume_m, snapshot_m, parent_m)
-        .outerjoin(volume_m, and_(volume_m.id == backup_m.volume_id,
-                                  volume_m.deleted == False))  # noqa: E712
-        .outerjoin(snapshot_m, and_(snapshot_m.id == backup_m.snapshot_id,
-                                    snapshot_m.deleted == False))  # noqa: E712
-        .outerjoin(parent_m, and_(parent_m.id == backup_m.parent_id,
-                                  parent_m.deleted == False))  # noqa: E712
-        .where(backup_m.id == backup_id, backup_m.deleted == False)  # noqa: E712
-        .options(joinedload(volume_m.volume_metadata),
-                 raiseload(backup_m.backup_metadata), raiseload(parent_m.backup_metadata)))
     with main_context_manager.reader.using(context) as session:
-        row = session.execute(query).unique().first()
+        row = session.execute(_JOB_ROWS, {"id": backup_id}).unique().first()
     if row is None:
         raise exception.BackupNotFound(backup_id=backup_id)
     backup, volume, snapshot, parent = row
@@ -288,19 +333,15 @@ def backup_cas_status(context, backup_id: str, to_status: str,
     if to_status == states.BackupStatus.DELETED:
         values.update(deleted=True, deleted_at=_now())
     with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Backup)
-            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
-                   models.Backup.status.in_(expected))
-            .values(**values))
-        if result.rowcount and to_status == states.BackupStatus.DELETED:
+        changed = _cas(session, models.Backup, backup_id, expected, values)
+        if changed and to_status == states.BackupStatus.DELETED:
             session.execute(
                 update(models.BackupMetadata)
                 .where(models.BackupMetadata.backup_id == backup_id)
                 .values(deleted=True, deleted_at=_now()))
             row = session.get(models.Backup, backup_id)
             release_quota(session, row.project_id, row.size or 0)
-        return result.rowcount == 1
+        return changed == 1
 
 
 def backup_claim(context, backup_id: str, **values) -> bool:
@@ -316,19 +357,21 @@ def backup_claim(context, backup_id: str, **values) -> bool:
         return result.rowcount == 1
 
 
+_ADD_DEPENDENT = (
+    update(models.Backup).where(models.Backup.id == bindparam("row_id"))
+    .values(num_dependent_backups=func.coalesce(models.Backup.num_dependent_backups, 0) + 1)
+    .execution_options(synchronize_session=False))
+
+
 def backup_complete(context, backup_id: str, parent_id: str | None, **values) -> bool:
     """creating -> available and the parent's dependents +1, in one transaction."""
+    values.update(status=states.BackupStatus.AVAILABLE, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Backup)
-            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
-                   models.Backup.status == states.BackupStatus.CREATING)
-            .values(status=states.BackupStatus.AVAILABLE, updated_at=_now(), **values))
-        if result.rowcount == 1 and parent_id:
-            counter = func.coalesce(models.Backup.num_dependent_backups, 0)
-            session.execute(update(models.Backup).where(models.Backup.id == parent_id)
-                            .values(num_dependent_backups=counter + 1))
-        return result.rowcount == 1
+        changed = _cas(session, models.Backup, backup_id, [states.BackupStatus.CREATING],
+                       values)
+        if changed == 1 and parent_id:
+            session.execute(_ADD_DEPENDENT, {"row_id": parent_id})
+        return changed == 1
 
 
 def backup_update(context, backup_id: str, values: dict,
@@ -379,21 +422,30 @@ def backup_adjust_dependents(context, backup_id: str, delta: int) -> None:
         session.execute(query.values(num_dependent_backups=counter + delta))
 
 
+@_built_once
+def _latest_available(before: bool):
+    backup = models.Backup
+    query = (select(backup)
+             .where(backup.volume_id == bindparam("volume_id"),
+                    backup.project_id == bindparam("project_id"),
+                    backup.deleted == False,  # noqa: E712
+                    backup.status == states.BackupStatus.AVAILABLE)
+             .order_by(backup.data_timestamp.desc(), backup.created_at.desc())
+             # Only a parent: its metadata is never read.
+             .options(raiseload(backup.backup_metadata)).limit(1))
+    if before:
+        query = query.where(backup.data_timestamp < bindparam("before"))
+    return query
+
+
 def backup_latest_available(context, volume_id: str, project_id: str,
                             before: datetime.datetime | None = None) -> models.Backup | None:
     """The incremental parent: newest available backup of the volume by data_timestamp."""
+    params = {"volume_id": volume_id, "project_id": project_id}
+    if before is not None:
+        params["before"] = before
     with main_context_manager.reader.using(context) as session:
-        query = (select(models.Backup)
-                 .where(models.Backup.volume_id == volume_id,
-                        models.Backup.project_id == project_id,
-                        models.Backup.deleted == False,  # noqa: E712
-                        models.Backup.status == states.BackupStatus.AVAILABLE)
-                 .order_by(models.Backup.data_timestamp.desc(), models.Backup.created_at.desc()))
-        if before is not None:
-            query = query.where(models.Backup.data_timestamp < before)
-        # Only a parent: its metadata is never read.
-        return session.scalars(query.options(raiseload(models.Backup.backup_metadata))
-                               .limit(1)).first()
+        return session.scalars(_latest_available(before is not None), params).first()
 
 
 def backup_get_by_host_and_status(context, host: str,
@@ -428,15 +480,9 @@ def volume_get(context, volume_id: str, project_only: bool | None = None,
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        query = select(models.Volume).where(models.Volume.id == volume_id,
-                                            models.Volume.deleted == False)  # noqa: E712
-        if project_only:
-            query = query.where(models.Volume.project_id == context.project_id)
-        if with_metadata:
-            row = _first_with_metadata(session, query, models.Volume.volume_metadata)
-        else:
-            row = session.scalars(query.options(raiseload(models.Volume.volume_metadata))
-                                  .limit(1)).first()
+        row = _get_by_id(session, models.Volume, volume_id, context,
+                         project_only=project_only,
+                         metadata=models.Volume.volume_metadata, with_metadata=with_metadata)
     if row is None:
         raise exception.VolumeNotFound(volume_id=volume_id)
     return row
@@ -463,12 +509,7 @@ def volume_cas_status(context, volume_id: str, to_status: str,
                                  admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Volume)
-            .where(models.Volume.id == volume_id, models.Volume.deleted == False,  # noqa: E712
-                   models.Volume.status.in_(expected))
-            .values(**values))
-        return result.rowcount == 1
+        return _cas(session, models.Volume, volume_id, expected, values) == 1
 
 
 def volume_update(context, volume_id: str, values: dict,
@@ -524,11 +565,8 @@ def snapshot_get(context, snapshot_id: str, project_only: bool | None = None) ->
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        query = select(models.Snapshot).where(models.Snapshot.id == snapshot_id,
-                                              models.Snapshot.deleted == False)  # noqa: E712
-        if project_only:
-            query = query.where(models.Snapshot.project_id == context.project_id)
-        row = session.scalar(query)
+        row = _get_by_id(session, models.Snapshot, snapshot_id, context,
+                         project_only=project_only)
     if row is None:
         raise exception.SnapshotNotFound(snapshot_id=snapshot_id)
     return row
@@ -555,13 +593,7 @@ def snapshot_cas_status(context, snapshot_id: str, to_status: str,
                                  admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Snapshot)
-            .where(models.Snapshot.id == snapshot_id,
-                   models.Snapshot.deleted == False,  # noqa: E712
-                   models.Snapshot.status.in_(expected))
-            .values(**values))
-        return result.rowcount == 1
+        return _cas(session, models.Snapshot, snapshot_id, expected, values) == 1
 
 
 def snapshot_destroy(context, snapshot_id: str) -> bool:
@@ -599,12 +631,16 @@ def service_heartbeat(context, host: str, binary: str, topic: str,
         pass  # another thread of the same worker inserted it first
 
 
+_SERVICES = (select(models.Service).where(models.Service.deleted == False)  # noqa: E712
+             .order_by(models.Service.host))
+_SERVICES_OF_BINARY = _SERVICES.where(models.Service.binary == bindparam("binary"))
+
+
 def service_get_all(context, binary: str | None = None) -> list[models.Service]:
     with main_context_manager.reader.using(context) as session:
-        query = select(models.Service).where(models.Service.deleted == False)  # noqa: E712
         if binary:
-            query = query.where(models.Service.binary == binary)
-        return list(session.scalars(query.order_by(models.Service.host)))
+            return list(session.scalars(_SERVICES_OF_BINARY, {"binary": binary}))
+        return list(session.scalars(_SERVICES))
 
 
 def service_is_up(service: models.Service, down_time: int) -> bool:

@@ -6,8 +6,10 @@ creates can never exceed a limit. A missing counter is seeded from the live
 rows, which also repairs a counter that was dropped.
 """
 
+import functools
+
 from oslo_db import exception as db_exc
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from backupsvc import exception
 from backupsvc.db import models
@@ -61,6 +63,24 @@ class CountersMissing(Exception):
     (:func:`seed_usage`, outside the failed transaction) and try again."""
 
 
+@functools.cache
+def _consume_statement(limit_backups: bool, limit_gigabytes: bool):
+    """The one UPDATE that moves both counters (:size GiB), each within its limit
+    (:backups_limit, :gigabytes_limit) where there is one. Built once per variant."""
+    usage = models.QuotaUsage
+    query = update(usage).where(usage.project_id == bindparam("project"),
+                                usage.resource.in_(sorted(RESOURCES)))
+    if limit_backups:
+        query = query.where(or_(usage.resource != "backups",
+                                usage.in_use + 1 <= bindparam("backups_limit")))
+    if limit_gigabytes:
+        query = query.where(or_(usage.resource != "backup_gigabytes",
+                                usage.in_use + bindparam("size") <= bindparam("gigabytes_limit")))
+    increment = case((usage.resource == "backups", 1), else_=bindparam("size"))
+    return (query.values(in_use=usage.in_use + increment)
+            .execution_options(synchronize_session=False))
+
+
 def consume_quota(session, project_id: str, size: int, limits: dict) -> None:
     """Take one backup and ``size`` GiB from the project's counters, within the limits.
 
@@ -68,26 +88,20 @@ def consume_quota(session, project_id: str, size: int, limits: dict) -> None:
     is kept (the error rolls the caller's transaction back) and a read says why.
     """
     usage = models.QuotaUsage
-    deltas = {"backups": 1, "backup_gigabytes": size}
-    query = update(usage).where(usage.project_id == project_id,
-                                usage.resource.in_(sorted(deltas)))
-    for resource, delta in deltas.items():
-        limit = limits.get(resource, -1)
-        if limit >= 0:
-            query = query.where(or_(usage.resource != resource,
-                                    usage.in_use + delta <= limit))
-    increment = case((usage.resource == "backups", 1), else_=size)
-    moved = session.execute(query.values(in_use=usage.in_use + increment),
-                            execution_options={"synchronize_session": False}).rowcount
-    if moved == len(deltas):
+    backups_limit = limits.get("backups", -1)
+    gigabytes_limit = limits.get("backup_gigabytes", -1)
+    statement = _consume_statement(backups_limit >= 0, gigabytes_limit >= 0)
+    params = {"project": project_id, "size": size, "backups_limit": backups_limit,
+              "gigabytes_limit": gigabytes_limit}
+    if session.execute(statement, params).rowcount == len(RESOURCES):
         return
     in_use = dict(session.execute(select(usage.resource, usage.in_use)
                                   .where(usage.project_id == project_id)).all())
     if not in_use.keys() >= RESOURCES:
         raise CountersMissing(project_id)
-    if 0 <= limits.get("backups", -1) < in_use["backups"] + 1:
-        raise exception.BackupLimitExceeded(allowed=limits["backups"])
-    raise exception.BackupGigabytesExceeded(requested=size, quota=limits["backup_gigabytes"],
+    if 0 <= backups_limit < in_use["backups"] + 1:
+        raise exception.BackupLimitExceeded(allowed=backups_limit)
+    raise exception.BackupGigabytesExceeded(requested=size, quota=gigabytes_limit,
                                             consumed=in_use["backup_gigabytes"])
 
 
