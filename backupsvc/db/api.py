@@ -344,17 +344,17 @@ def backup_cas_status(context, backup_id: str, to_status: str,
         return changed == 1
 
 
-def backup_claim(context, backup_id: str, **values) -> bool:
+def backup_claim(context, backup: models.Backup, **values) -> bool:
     """Record where a backup's job runs and writes (host, container, object prefix)
-    iff the backup is still creating. A row loaded in the caller's transaction
-    takes the new values."""
+    iff the backup is still creating; the loaded ``backup`` then holds them too."""
+    values["updated_at"] = _now()
     with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Backup)
-            .where(models.Backup.id == backup_id, models.Backup.deleted == False,  # noqa: E712
-                   models.Backup.status == states.BackupStatus.CREATING)
-            .values(updated_at=_now(), **values))
-        return result.rowcount == 1
+        claimed = _cas(session, models.Backup, backup.id, [states.BackupStatus.CREATING],
+                       values) == 1
+    if claimed:
+        for column, value in values.items():
+            set_committed_value(backup, column, value)
+    return claimed
 
 
 _ADD_DEPENDENT = (

@@ -216,7 +216,7 @@ class BackupManager:
             # Record where the objects go before writing any, so a crash or a
             # delete can always find and remove them.
             if backup.status != B.CREATING or not db.backup_claim(
-                    ctx, backup.id, container=container, service_metadata=prefix,
+                    ctx, backup, container=container, service_metadata=prefix,
                     service=self.service, host=self.host):
                 # Cancelled (force delete, reset) before the job started: the
                 # volume was moved to backing-up for this backup; give it back.

@@ -40,15 +40,16 @@ def test_claim_records_the_job_only_while_creating(sqlite_db, project_ctx):
     where = {"container": "c", "service_metadata": "p", "host": "w1", "service": "s"}
     with sqlite_db.writing(project_ctx):
         held = sqlite_db.backup_get(project_ctx, row.id)
-        assert sqlite_db.backup_claim(project_ctx, row.id, **where)
-        # The row read in the same transaction shows what was recorded.
+        assert sqlite_db.backup_claim(project_ctx, held, **where)
+        # The row the job holds shows what was recorded.
         assert (held.container, held.service_metadata, held.host) == ("c", "p", "w1")
     assert sqlite_db.backup_get(project_ctx, row.id).host == "w1"
     # Cancelled (a force delete) before the job claimed it: nothing is recorded.
     other = _backup(sqlite_db, project_ctx)
     assert sqlite_db.backup_cas_status(project_ctx, other.id, B.DELETING, [B.CREATING],
                                        admin_override=True)
-    assert not sqlite_db.backup_claim(project_ctx, other.id, **where)
+    assert not sqlite_db.backup_claim(project_ctx, other, **where)
+    assert other.host is None
     after = sqlite_db.backup_get(project_ctx, other.id)
     assert after.status == B.DELETING and after.host is None and after.container is None
 
