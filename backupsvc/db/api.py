@@ -10,25 +10,23 @@ in one with :func:`reading` or :func:`writing`: the calls made inside with
 the same context join that transaction (one connection checkout and one
 commit instead of one each, and the writes succeed or fail together).
 
-The statements every job runs are built once (see :func:`_built_once`) and
+The statements every job runs are built once (see :func:`statements.built_once`) and
 take their values as parameters. Their UPDATEs do not touch rows already
 loaded in the caller's transaction: a caller that needs the new values
 sets them (none does today).
 """
 
 import datetime
-import functools
 import uuid
 from collections.abc import Iterable
 
-from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import utils as db_utils
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import aliased, joinedload, raiseload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from backupsvc import exception, states
-from backupsvc.db import models, session
+from backupsvc.db import models, session, statements
 from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
     CountersMissing,
     backup_usage,
@@ -37,6 +35,13 @@ from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
     release_quota,
     seed_usage,
     usage_seeded,
+)
+from backupsvc.db.services import (  # noqa: F401  (re-exported: callers use db.api)
+    service_get_all,
+    service_get_all_up,
+    service_heartbeat,
+    service_is_up,
+    service_mark_down,
 )
 
 # Re-exported: callers configure the database through this module.
@@ -58,58 +63,6 @@ def writing(context):
 
 
 # --------------------------------------------------------------------- helpers
-
-def _built_once(builder):
-    """Build each variant of a statement once. Building one costs about a
-    millisecond of Python per call (construction and cache key), as much as
-    the round trip; a statement built once is compiled once and then only
-    takes new parameters."""
-    return functools.cache(builder)
-
-
-@_built_once
-def _by_id(model, *, read_deleted: bool, project_only: bool, metadata, with_metadata: bool):
-    """SELECT one ``model`` row by :id (and :project_id). Its ``metadata``
-    relationship is joined (one round trip, where the relationship's own
-    loading takes two) or, ``with_metadata=False``, not loaded: touching it raises."""
-    query = select(model).where(model.id == bindparam("id"))
-    if not read_deleted:
-        query = query.where(model.deleted == False)  # noqa: E712
-    if project_only:
-        query = query.where(model.project_id == bindparam("project_id"))
-    if metadata is not None:
-        query = query.options(joinedload(metadata) if with_metadata else raiseload(metadata))
-    return query.limit(1)
-
-
-def _get_by_id(session, model, row_id: str, context, *, project_only: bool,
-               read_deleted: bool = False, metadata=None, with_metadata: bool = True):
-    query = _by_id(model, read_deleted=read_deleted, project_only=project_only,
-                   metadata=metadata, with_metadata=with_metadata)
-    params = {"id": row_id}
-    if project_only:
-        params["project_id"] = context.project_id
-    return session.execute(query, params).unique().scalar_one_or_none()
-
-
-@_built_once
-def _cas_update(model, columns: tuple[str, ...]):
-    """UPDATE ``model`` SET ``columns`` (from :new_<column>) WHERE id = :row_id AND NOT
-    deleted AND status IN :expected."""
-    return (update(model)
-            .where(model.id == bindparam("row_id"), model.deleted == False,  # noqa: E712
-                   model.status.in_(bindparam("expected", expanding=True)))
-            .values({column: bindparam("new_" + column) for column in columns})
-            .execution_options(synchronize_session=False))
-
-
-def _cas(session, model, row_id: str, expected, values: dict) -> int:
-    """Run :func:`_cas_update`; the number of rows it changed (0 or 1)."""
-    columns = tuple(sorted(values))
-    params = {"new_" + column: values[column] for column in columns}
-    params.update(row_id=row_id, expected=list(expected))
-    return session.execute(_cas_update(model, columns), params).rowcount
-
 
 def _scope(query, model, context, project_only: bool):
     query = query.where(model.deleted == False)  # noqa: E712
@@ -262,7 +215,7 @@ def backup_get(context, backup_id: str, project_only: bool | None = None,
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        row = _get_by_id(session, models.Backup, backup_id, context,
+        row = statements.get_by_id(session, models.Backup, backup_id, context,
                          project_only=project_only, read_deleted=read_deleted,
                          metadata=models.Backup.backup_metadata, with_metadata=with_metadata)
     if row is None:
@@ -333,7 +286,7 @@ def backup_cas_status(context, backup_id: str, to_status: str,
     if to_status == states.BackupStatus.DELETED:
         values.update(deleted=True, deleted_at=_now())
     with main_context_manager.writer.using(context) as session:
-        changed = _cas(session, models.Backup, backup_id, expected, values)
+        changed = statements.cas(session, models.Backup, backup_id, expected, values)
         if changed and to_status == states.BackupStatus.DELETED:
             session.execute(
                 update(models.BackupMetadata)
@@ -349,7 +302,7 @@ def backup_claim(context, backup: models.Backup, **values) -> bool:
     iff the backup is still creating; the loaded ``backup`` then holds them too."""
     values["updated_at"] = _now()
     with main_context_manager.writer.using(context) as session:
-        claimed = _cas(session, models.Backup, backup.id, [states.BackupStatus.CREATING],
+        claimed = statements.cas(session, models.Backup, backup.id, [states.BackupStatus.CREATING],
                        values) == 1
     if claimed:
         for column, value in values.items():
@@ -367,7 +320,7 @@ def backup_complete(context, backup_id: str, parent_id: str | None, **values) ->
     """creating -> available and the parent's dependents +1, in one transaction."""
     values.update(status=states.BackupStatus.AVAILABLE, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        changed = _cas(session, models.Backup, backup_id, [states.BackupStatus.CREATING],
+        changed = statements.cas(session, models.Backup, backup_id, [states.BackupStatus.CREATING],
                        values)
         if changed == 1 and parent_id:
             session.execute(_ADD_DEPENDENT, {"row_id": parent_id})
@@ -422,7 +375,7 @@ def backup_adjust_dependents(context, backup_id: str, delta: int) -> None:
         session.execute(query.values(num_dependent_backups=counter + delta))
 
 
-@_built_once
+@statements.built_once
 def _latest_available(before: bool):
     backup = models.Backup
     query = (select(backup)
@@ -480,7 +433,7 @@ def volume_get(context, volume_id: str, project_only: bool | None = None,
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        row = _get_by_id(session, models.Volume, volume_id, context,
+        row = statements.get_by_id(session, models.Volume, volume_id, context,
                          project_only=project_only,
                          metadata=models.Volume.volume_metadata, with_metadata=with_metadata)
     if row is None:
@@ -509,7 +462,7 @@ def volume_cas_status(context, volume_id: str, to_status: str,
                                  admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        return _cas(session, models.Volume, volume_id, expected, values) == 1
+        return statements.cas(session, models.Volume, volume_id, expected, values) == 1
 
 
 def volume_update(context, volume_id: str, values: dict,
@@ -565,7 +518,7 @@ def snapshot_get(context, snapshot_id: str, project_only: bool | None = None) ->
     if project_only is None:
         project_only = not context.is_admin
     with main_context_manager.reader.using(context) as session:
-        row = _get_by_id(session, models.Snapshot, snapshot_id, context,
+        row = statements.get_by_id(session, models.Snapshot, snapshot_id, context,
                          project_only=project_only)
     if row is None:
         raise exception.SnapshotNotFound(snapshot_id=snapshot_id)
@@ -593,7 +546,7 @@ def snapshot_cas_status(context, snapshot_id: str, to_status: str,
                                  admin_override)
     values.update(status=to_status, updated_at=_now())
     with main_context_manager.writer.using(context) as session:
-        return _cas(session, models.Snapshot, snapshot_id, expected, values) == 1
+        return statements.cas(session, models.Snapshot, snapshot_id, expected, values) == 1
 
 
 def snapshot_destroy(context, snapshot_id: str) -> bool:
@@ -604,59 +557,3 @@ def snapshot_destroy(context, snapshot_id: str) -> bool:
                    models.Snapshot.status == states.SnapshotStatus.DELETING)
             .values(status="deleted", deleted=True, deleted_at=_now()))
         return result.rowcount == 1
-
-
-# -------------------------------------------------------------------- services
-
-def service_heartbeat(context, host: str, binary: str, topic: str,
-                      availability_zone: str) -> None:
-    """Insert or refresh this worker's row; its heartbeat_at says it is alive."""
-    now = _now()
-    with main_context_manager.writer.using(context) as session:
-        result = session.execute(
-            update(models.Service)
-            .where(models.Service.host == host, models.Service.binary == binary,
-                   models.Service.deleted == False)  # noqa: E712
-            .values(heartbeat_at=now, updated_at=now, topic=topic,
-                    availability_zone=availability_zone,
-                    report_count=models.Service.report_count + 1))
-        if result.rowcount:
-            return
-    try:
-        with main_context_manager.writer.using(context) as session:
-            session.add(models.Service(host=host, binary=binary, topic=topic,
-                                       availability_zone=availability_zone,
-                                       heartbeat_at=now, report_count=1))
-    except db_exc.DBDuplicateEntry:
-        pass  # another thread of the same worker inserted it first
-
-
-_SERVICES = (select(models.Service).where(models.Service.deleted == False)  # noqa: E712
-             .order_by(models.Service.host))
-_SERVICES_OF_BINARY = _SERVICES.where(models.Service.binary == bindparam("binary"))
-
-
-def service_get_all(context, binary: str | None = None) -> list[models.Service]:
-    with main_context_manager.reader.using(context) as session:
-        if binary:
-            return list(session.scalars(_SERVICES_OF_BINARY, {"binary": binary}))
-        return list(session.scalars(_SERVICES))
-
-
-def service_is_up(service: models.Service, down_time: int) -> bool:
-    if service.disabled or service.heartbeat_at is None:
-        return False
-    age = (_now() - service.heartbeat_at).total_seconds()
-    return age <= down_time
-
-
-def service_get_all_up(context, binary: str, down_time: int) -> list[models.Service]:
-    return [s for s in service_get_all(context, binary) if service_is_up(s, down_time)]
-
-
-def service_mark_down(context, host: str, binary: str) -> None:
-    """A worker stopping cleanly says so, so the API stops choosing it at once."""
-    with main_context_manager.writer.using(context) as session:
-        session.execute(update(models.Service)
-                        .where(models.Service.host == host, models.Service.binary == binary)
-                        .values(heartbeat_at=None))
