@@ -34,7 +34,6 @@ from backupsvc.db.quota import (  # noqa: F401  (usage readers are re-exported)
     quota_usage,
     release_quota,
     seed_usage,
-    usage_seeded,
 )
 from backupsvc.db.services import (  # noqa: F401  (re-exported: callers use db.api)
     service_get_all,

@@ -35,14 +35,9 @@ def _present(context, project_id: str) -> set[str]:
             models.QuotaUsage.project_id == project_id)))
 
 
-def usage_seeded(usage: dict[str, int]) -> bool:
-    """Whether ``usage`` (what :func:`quota_usage` read) holds every counter."""
-    return usage.keys() >= RESOURCES
-
-
 def seed_usage(context, project_id: str) -> None:
     """Create the project's missing counters, each in a transaction of its own
-    (so not inside a caller's transaction, unless they exist: see usage_seeded)."""
+    (so never inside a caller's transaction: see CountersMissing)."""
     present = _present(context, project_id)
     if present >= RESOURCES:
         return
