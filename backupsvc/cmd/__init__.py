@@ -2,7 +2,6 @@
 
 import os
 import sys
-import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -11,9 +10,6 @@ from backupsvc import conf as _conf  # noqa: F401  (registers options)
 
 CONF = cfg.CONF
 DEFAULT_CONFIG = "/etc/backupsvc/backupsvc.conf"
-
-# futurist imports eventlet only to warn that it is deprecated; we never use it.
-warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
 
 def prepare(argv: list[str] | None = None, defaults: dict | None = None) -> None:
