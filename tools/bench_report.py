@@ -318,6 +318,11 @@ def print_all(bench: Any, rows: list[dict], info: dict, total: float) -> None:
     print_volumes(bench)
     print()
     print_limits(bench.limits, bench.idle_rss)
+    before = [r["rss_before_mib"] for r in bench.records if "rss_before_mib" in r]
+    if before:
+        # What a job's peak starts from: the worker keeps buffers between jobs.
+        print("  the service worker before each job: %.0f-%.0f MiB RSS"
+              % (min(before), max(before)))
     print()
     print("MB/s = volume MB / seconds until durable; CPU s = CPU seconds of the process; "
           "RSS = peak (MiB);\nbound = fraction of the machine bound; xCinder = engine MB/s / "

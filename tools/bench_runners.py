@@ -186,13 +186,16 @@ class ServiceBackend:
     def backup(self, volume_id: str, incremental: bool) -> dict:
         os.sync()
         self.svc.reset_worker_peak()
+        before = self.svc.worker_rss_mib()
         out = self.svc.backup(volume_id, incremental=incremental)
-        out.update(rss_mib=self.svc.worker_peak_rss_mib(), cpu=None)
+        out.update(rss_mib=self.svc.worker_peak_rss_mib(), rss_before_mib=before, cpu=None)
         return out
 
     def restore(self, backup_id: str, volume_id: str | None) -> dict:
         os.sync()
         self.svc.reset_worker_peak()
+        before = self.svc.worker_rss_mib()
         out = self.svc.restore(backup_id, volume_id=volume_id)
-        out.update(rss_mib=self.svc.worker_peak_rss_mib(), cpu=None, stored=0)
+        out.update(rss_mib=self.svc.worker_peak_rss_mib(), rss_before_mib=before, cpu=None,
+                   stored=0)
         return out
