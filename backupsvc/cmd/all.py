@@ -14,7 +14,7 @@ from wsgiref import simple_server
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from backupsvc import cmd
+from backupsvc import cmd, memory
 from backupsvc.cmd import worker as worker_cmd
 
 CONF = cfg.CONF
@@ -75,6 +75,8 @@ class EmbeddedService(worker_cmd.WorkerProcessService):
 
 
 def main() -> None:
+    # Before any thread exists: an arena a thread made before this would stay.
+    memory.tune_malloc()
     cmd.prepare(defaults=embedded_defaults())
     worker_cmd.check_worker_config()
     if CONF.backup_workers > 1:

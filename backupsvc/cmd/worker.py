@@ -9,7 +9,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_service import service
 
-from backupsvc import cmd
+from backupsvc import cmd, memory
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def run_processes(count: int) -> None:
 
 
 def main() -> None:
+    # Before any thread exists: an arena a thread made before this would stay.
+    memory.tune_malloc()
     cmd.prepare()
     check_worker_config()
     if CONF.backup_workers > 1:

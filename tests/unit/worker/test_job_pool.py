@@ -3,8 +3,12 @@
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+
+import pytest
 
 from backupsvc import memory
 from backupsvc.worker import server
@@ -41,8 +45,44 @@ def test_tune_malloc_sets_arenas_and_fixed_thresholds(monkeypatch):
                         lambda name: (lambda *args: calls.append(args)) if name == "mallopt"
                         else None)
     memory.tune_malloc()
-    assert calls == [(memory.M_ARENA_MAX, 2), (memory.M_MMAP_THRESHOLD, 32 << 20),
+    assert calls == [(memory.M_ARENA_MAX, 1), (memory.M_MMAP_THRESHOLD, 32 << 20),
                      (memory.M_TRIM_THRESHOLD, 256 << 20)]
+
+
+_THREADS_FREE_THEN_RELEASE = """
+import sys, threading
+from backupsvc import memory
+memory.tune_malloc()
+
+def anonymous_kib():
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Anonymous:"))
+
+def job():
+    buffers = [bytearray(4 << 20) for _ in range(16)]   # 64 MiB, touched
+    del buffers
+
+before = anonymous_kib()
+threads = [threading.Thread(target=job) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+memory.release_memory()
+print((anonymous_kib() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup")
+                    or memory._libc_function("mallopt") is None,
+                    reason="needs glibc and Linux's /proc to see what a process holds")
+def test_release_memory_gives_back_what_threads_freed():
+    # A fresh interpreter: what the threads of a job allocated and freed goes
+    # back to the system when the job ends (a second arena kept its free end).
+    done = subprocess.run([sys.executable, "-c", _THREADS_FREE_THEN_RELEASE],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 16, "MiB still held: %s" % done.stdout
 
 
 def test_tune_malloc_is_harmless_where_there_is_no_glibc(monkeypatch):
